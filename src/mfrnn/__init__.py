@@ -1,0 +1,36 @@
+"""mfrnn: dynamics and dynamic mean-field theory of recurrent rate networks."""
+
+import importlib.metadata
+
+from ._analysis import activity_summary as activity_summary
+from ._ensembles import (
+    AbstractEnsemble as AbstractEnsemble,
+    EIEnsemble as EIEnsemble,
+    GaussianEnsemble as GaussianEnsemble,
+    loading_index as loading_index,
+    LowRankEnsemble as LowRankEnsemble,
+    MixtureEnsemble as MixtureEnsemble,
+)
+from ._networks import (
+    AbstractRateNetwork as AbstractRateNetwork,
+    DenseNetwork as DenseNetwork,
+    LowRankNetwork as LowRankNetwork,
+    PiecewiseConstantInput as PiecewiseConstantInput,
+    spectral_radius as spectral_radius,
+)
+from ._nonlinearities import (
+    AbstractNonlinearity as AbstractNonlinearity,
+    AbstractQuadratureNonlinearity as AbstractQuadratureNonlinearity,
+    Erf as Erf,
+    gaussian_average as gaussian_average,
+    gaussian_two_point_average as gaussian_two_point_average,
+    Linear as Linear,
+    nonlinearity as nonlinearity,
+    ReLU as ReLU,
+    ShiftedTanh as ShiftedTanh,
+    Tanh as Tanh,
+)
+from ._simulate import simulate as simulate, simulate_euler as simulate_euler
+
+
+__version__ = importlib.metadata.version("mfrnn")

@@ -1,0 +1,1 @@
+from .statistics import activity_summary as activity_summary
