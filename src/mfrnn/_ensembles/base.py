@@ -65,7 +65,7 @@ def gaussian_loadings(
     mean: Float[Array, " k"], cov: Float[Array, "k k"], n: int, key: PRNGKeyArray
 ) -> Float[Array, "n k"]:
     z = jr.normal(key, (n, mean.shape[0]), mean.dtype)
-    return mean + z @ covariance_sqrt(cov).T
+    return mean[None, :] + z @ covariance_sqrt(cov).T
 
 
 def random_part(g, n: int, key: PRNGKeyArray, dtype) -> Float[Array, "n n"]:

@@ -4,6 +4,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._custom_types import ArrayOrSequence
 from .._misc import check_finite, check_nonnegative, check_positive
 from .._networks import LowRankNetwork
 from .._nonlinearities import AbstractNonlinearity, Tanh
@@ -50,8 +51,8 @@ class LowRankEnsemble(AbstractEnsemble):
         self,
         rank: int,
         *,
-        mean: ArrayLike | None = None,
-        cov: ArrayLike | None = None,
+        mean: ArrayOrSequence | None = None,
+        cov: ArrayOrSequence | None = None,
         n_inputs: int = 0,
         g: ArrayLike = 0.0,
         bias: ArrayLike = 0.0,

@@ -4,6 +4,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._custom_types import ArrayOrSequence
 from .._misc import check_finite, check_nonnegative, check_positive, is_concrete
 from .._networks import LowRankNetwork
 from .._nonlinearities import AbstractNonlinearity, Tanh
@@ -36,9 +37,9 @@ class MixtureEnsemble(AbstractEnsemble):
         self,
         rank: int,
         *,
-        fractions: ArrayLike,
-        means: ArrayLike,
-        covs: ArrayLike,
+        fractions: ArrayOrSequence,
+        means: ArrayOrSequence,
+        covs: ArrayOrSequence,
         n_inputs: int = 0,
         g: ArrayLike = 0.0,
         bias: ArrayLike = 0.0,
