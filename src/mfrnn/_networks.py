@@ -41,7 +41,7 @@ class PiecewiseConstantInput(eqx.Module):
         self.dt = jnp.asarray(dt, dtype=values.dtype)
         self.t0 = jnp.asarray(t0, dtype=values.dtype)
 
-    def __call__(self, t) -> Float[Array, " n_in"]:
+    def __call__(self, t) -> Float[Array, "*batch n_in"]:
         # The 1e-6 guards against t landing a rounding error below a grid point.
         k = jnp.floor((t - self.t0) / self.dt + 1e-6).astype(int)
         return self.values[jnp.clip(k, 0, self.values.shape[0] - 1)]
