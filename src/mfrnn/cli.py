@@ -130,8 +130,8 @@ def _simulate(args) -> dict:
     )
     if isinstance(network, mfrnn.LowRankNetwork):
         kappa = np.asarray(jax.vmap(jax.vmap(network.kappa))(jnp.asarray(xs)))
-        np_kappa = kappa[:, discard:].mean(axis=(0, 1))
-        summary["kappa"] = [float(k) for k in np_kappa]
+        # Per trial: +kappa and -kappa branches would cancel in an average over trials.
+        summary["kappa"] = kappa[:, discard:].mean(axis=1).tolist()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(

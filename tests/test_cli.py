@@ -1,0 +1,92 @@
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mfrnn.cli import main
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(capsys, *argv):
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_simulate_gaussian_writes_files(tmp_path, capsys):
+    out = tmp_path / "sim"
+    summary = _run(
+        capsys, "simulate", "--n", "120", "--g", "2.5", "--t1", "40", "--discard", "10",
+        "--trials", "2", "--out", str(out), "--json",
+    )
+    for name in ("activity.png", "simulation.npz", "summary.json"):
+        assert (out / name).stat().st_size > 0
+    data = np.load(out / "simulation.npz")
+    assert data["xs"].shape == (2, data["ts"].shape[0], 120)
+    # Chaotic at g = 2.5: activity keeps fluctuating with O(1) temporal variance.
+    assert summary["mean_temporal_variance"] > 0.5
+    assert summary["spectral_radius"] == pytest.approx(2.5, rel=0.1)
+    assert json.loads((out / "summary.json").read_text())["n"] == 120
+
+
+def test_simulate_quiescent_and_low_rank(tmp_path, capsys):
+    quiet = _run(
+        capsys, "simulate", "--n", "100", "--g", "0.5", "--t1", "40", "--discard", "20",
+        "--trials", "1", "--out", str(tmp_path / "q"), "--json",
+    )
+    assert quiet["mean_temporal_variance"] < 1e-6  # decays to the fixed point x = 0
+    lr = _run(
+        capsys, "simulate", "--ensemble", "lowrank", "--n", "400", "--g", "0", "--mean-m", "1.5",
+        "--mean-n", "2.0", "--t1", "40", "--discard", "20", "--trials", "2",
+        "--out", str(tmp_path / "lr"), "--json",
+    )
+    kappa = np.array(lr["kappa"])
+    assert kappa.shape == (2, 1)
+    assert np.all(np.abs(kappa) > 0.5)  # a non-trivial latent fixed point in every trial
+
+
+def test_simulate_noise_and_ei(tmp_path, capsys):
+    s = _run(
+        capsys, "simulate", "--ensemble", "ei", "--n", "80", "--zero-row-sum", "--std-e", "0.5",
+        "--std-i", "0.5", "--noise-std", "0.3", "--dt", "0.1", "--t1", "30", "--discard", "10",
+        "--trials", "2", "--out", str(tmp_path / "ei"), "--json",
+    )
+    assert s["mean_temporal_variance"] > 0.01
+
+
+def test_bad_arguments_name_the_argument(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--g", "-1", "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert "`g`" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["simulate", "--phi", "nope", "--out", str(tmp_path)])
+    assert "phi" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["simulate", "--n", "0"])
+
+
+def test_module_entry_point(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mfrnn", "simulate", "--n", "30", "--t1", "12", "--discard", "2",
+         "--trials", "1", "--out", str(tmp_path), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    assert "mean_temporal_variance" in json.loads(proc.stdout)
+
+
+def test_benchmark_script_runs_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_simulate.py"), "--quick",
+         "--repeats", "1", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    result = json.loads(out.read_text())
+    for case in ("dense", "low_rank"):
+        assert result[case]["mfrnn_seconds"] > 0
+        assert result[case]["max_abs_difference_final_state"] < 1e-3
