@@ -34,3 +34,10 @@ from ._simulate import simulate as simulate, simulate_euler as simulate_euler
 
 
 __version__ = importlib.metadata.version("mfrnn")
+from ._solution import (
+    DMFTSolution as DMFTSolution,
+    OnsetSolution as OnsetSolution,
+    REGIME_NAMES as REGIME_NAMES,
+    RESULTS as RESULTS,
+)
+from ._theory import chaos_onset as chaos_onset, solve_dmft as solve_dmft

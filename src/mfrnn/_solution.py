@@ -1,0 +1,49 @@
+import equinox as eqx
+import optimistix as optx
+from jaxtyping import Array, Float, Int
+
+
+class RESULTS(optx.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
+    static_not_converged = (
+        "The static (fixed-point) self-consistency did not converge: no finite "
+        "Delta0 = g^2 <phi^2> + s_I^2 was found (e.g. an unbounded phi with large g)."
+    )
+    chaotic_not_converged = (
+        "The chaotic DMFT self-consistency did not converge. Try a smaller `rtol` "
+        "or larger `max_steps`; close to the onset the chaotic branch is hard to resolve."
+    )
+    no_onset = "No chaos onset: g^2 <phi'^2> = 1 has no solution on the static branch."
+
+
+# Regime codes of `DMFTSolution.regime`.
+QUIESCENT, FIXED_POINT, CHAOTIC = 0, 1, 2
+REGIME_NAMES = ("quiescent", "fixed_point", "chaotic")
+
+
+class DMFTSolution(eqx.Module):
+    """Stationary DMFT solution of a random network.
+
+    - `delta0`: Delta(0), variance of x about its mean.
+    - `delta_inf`: Delta(tau -> inf) (static part; = delta0 at a fixed point).
+    - `delta0_static`: Delta0 of the static (fixed-point) branch, stable or not.
+    - `bulk_radius`: `g sqrt(<phi'^2>)` on the static branch; > 1 means chaos.
+    - `regime`: 0 quiescent (x = bias exactly), 1 fixed point, 2 chaotic.
+    - `residual`: max |equation residual| at the returned solution.
+    - `result`: [`mfrnn.RESULTS`][] code; check it when `throw=False`.
+    """
+
+    delta0: Float[Array, "*batch"]
+    delta_inf: Float[Array, "*batch"]
+    delta0_static: Float[Array, "*batch"]
+    bulk_radius: Float[Array, "*batch"]
+    regime: Int[Array, "*batch"]
+    residual: Float[Array, "*batch"]
+    result: RESULTS
+
+
+class OnsetSolution(eqx.Module):
+    """Chaos onset `g_c` and the static Delta0 there; `result` as in DMFTSolution."""
+
+    g_c: Float[Array, "*batch"]
+    delta0: Float[Array, "*batch"]
+    result: RESULTS

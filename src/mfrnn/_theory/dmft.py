@@ -1,0 +1,235 @@
+"""Stationary DMFT of random networks (Sompolinsky-Crisanti-Sommers), THEORY.md 1.1-1.2.
+
+Convention `J_ij ~ N(0, g^2/N)`, phi outside the gain; uniform bias b and quenched input
+`I_i ~ N(0, s_I^2)`. Every solve is an optimistix root find, differentiated implicitly.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+from jaxtyping import ArrayLike
+
+from .._ensembles import GaussianEnsemble
+from .._nonlinearities import AbstractNonlinearity
+from .._solution import CHAOTIC, FIXED_POINT, QUIESCENT, DMFTSolution, OnsetSolution, RESULTS
+
+
+def _check_ensemble(ensemble) -> None:
+    if not isinstance(ensemble, GaussianEnsemble):
+        raise ValueError(f"`ensemble` must be a GaussianEnsemble, got {type(ensemble).__name__}.")
+
+
+def _check_tolerance(rtol, atol, max_steps) -> None:
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"`rtol` and `atol` must be positive, got {rtol}, {atol}.")
+    if max_steps < 1:
+        raise ValueError(f"`max_steps` must be positive, got {max_steps}.")
+
+
+# Residuals are module-level functions with every parameter in `args`, as implicit
+# differentiation requires.
+def _static_residual(delta, args):
+    g, b, s2, phi = args
+    return delta - g**2 * phi.gaussian_second_moment(b, delta) - s2
+
+
+def _energy_guess_residual(log_delta0, args):
+    # SCS energy condition divided by Delta0^2, which removes the trivial root Delta0 = 0
+    # (THEORY.md 1.1, pitfall 8): g^2 Var Phi / Delta0^2 - 1/2.
+    g, b, s2, phi = args
+    d0 = jnp.exp(log_delta0)
+    var_Phi = phi.gaussian_second_moment(b, d0, "Phi") - phi.gaussian_mean(b, d0, "Phi") ** 2
+    return g**2 * var_Phi / d0**2 - 0.5
+
+
+def _chaos_residual(y, args):
+    # Unknowns (Delta_inf, log q), Delta0 = Delta_inf + q. The energy balance
+    # V(Delta0) - V(Delta_inf) is O(q^2) at the static root q = 0 once the first
+    # equation holds, so dividing it by q^2 keeps the solver off that root.
+    g, b, s2, phi = args
+    d_inf, q = y[0], jnp.exp(y[1])
+    d0 = d_inf + q
+
+    def potential(d):
+        return -0.5 * d**2 + g**2 * phi.gaussian_correlation(b, d0, d, "Phi") + s2 * d
+
+    e_inf = d_inf - g**2 * phi.gaussian_correlation(b, d0, d_inf) - s2
+    e_energy = (potential(d0) - potential(d_inf)) / q**2
+    return jnp.stack([e_inf, e_energy])
+
+
+def _solve_single(g, b, s_I, phi: AbstractNonlinearity, rtol, atol, max_steps):
+    s2 = s_I**2
+    args = (g, b, s2, phi)
+    # Static branch, from the g -> 0 end of the branch.
+    y0 = s2 + g**2 * phi.gaussian_second_moment(b, s2)
+    static = optx.root_find(
+        _static_residual, optx.Newton(rtol, atol), y0, args=args, max_steps=max_steps, throw=False
+    )
+    d_static = static.value
+    static_ok = (static.result == optx.RESULTS.successful) & (d_static >= 0)
+    d_static = jnp.maximum(d_static, 0.0)
+    bulk = jnp.abs(g) * jnp.sqrt(phi.gaussian_second_moment(b, d_static, "dphi"))
+    chaotic = bulk > 1.0
+
+    # Chaotic branch. Start from the no-input energy condition (bisection in log Delta0).
+    guess = optx.root_find(
+        _energy_guess_residual,
+        optx.Bisection(rtol=1e-4, atol=1e-4, flip=True),  # decreasing; no runtime check
+        jnp.asarray(0.0, d_static.dtype),
+        args=args,
+        options=dict(lower=jnp.log(1e-6), upper=jnp.log(1e4)),
+        max_steps=200,
+        throw=False,
+    )
+    d0_guess = jnp.exp(jax.lax.stop_gradient(guess.value))
+    d_inf_guess = jnp.minimum(jax.lax.stop_gradient(d_static), 0.5 * d0_guess)
+    q_guess = jnp.maximum(d0_guess - d_inf_guess, 1e-3)
+    # Below the onset there is no chaotic branch: solve at a harmless point and discard.
+    safe_args = (jnp.where(chaotic, g, 2.0), b, s2, phi)
+    chaos = optx.root_find(
+        _chaos_residual,
+        optx.Newton(rtol, atol),
+        jnp.stack([d_inf_guess, jnp.log(q_guess)]),
+        args=safe_args,
+        max_steps=max_steps,
+        throw=False,
+    )
+    d_inf = chaos.value[0]
+    d0_chaos = d_inf + jnp.exp(chaos.value[1])
+    chaos_ok = (chaos.result == optx.RESULTS.successful) & (d_inf >= -atol)
+
+    delta0 = jnp.where(chaotic, d0_chaos, d_static)
+    delta_inf = jnp.where(chaotic, d_inf, d_static)
+    quiescent = (~chaotic) & (d_static <= 1e-12)
+    regime = jnp.where(chaotic, CHAOTIC, jnp.where(quiescent, QUIESCENT, FIXED_POINT))
+    residual = jnp.where(
+        chaotic,
+        jnp.max(jnp.abs(_chaos_residual(chaos.value, args))),
+        jnp.abs(_static_residual(d_static, args)),
+    )
+    result = RESULTS.where(static_ok, RESULTS.successful, RESULTS.static_not_converged)
+    result = RESULTS.where(
+        chaotic & static_ok & ~chaos_ok, RESULTS.chaotic_not_converged, result
+    )
+    return DMFTSolution(
+        delta0=delta0,
+        delta_inf=delta_inf,
+        delta0_static=d_static,
+        bulk_radius=bulk,
+        regime=regime,
+        residual=residual,
+        result=result,
+    )
+
+
+@eqx.filter_jit
+def solve_dmft(
+    ensemble: GaussianEnsemble,
+    *,
+    rtol: float = 1e-10,
+    atol: float = 1e-10,
+    max_steps: int = 256,
+    throw: bool = True,
+) -> DMFTSolution:
+    """Stationary DMFT of a random network: Delta0, Delta_inf and the regime.
+
+    Solves the static branch `Delta0 = g^2 <phi^2>_{b, Delta0} + s_I^2`, classifies it by
+    the bulk radius `g sqrt(<phi'^2>)` (> 1: chaos, THEORY.md 1.2), and on the chaotic
+    side solves `Delta_inf = g^2 [phi]_{b; Delta0, Delta_inf} + s_I^2`,
+    `V(Delta0) = V(Delta_inf)` with `V(D) = -D^2/2 + g^2 [Phi]_{b; Delta0, D} + s_I^2 D`.
+
+    **Arguments:**
+
+    - `ensemble`: a [`mfrnn.GaussianEnsemble`][] (g, bias, input_std, phi). Its fields
+      may be arrays of one shape (a grid): the solve is vmapped over them.
+    - `rtol`, `atol`, `max_steps`: Newton tolerances and step budget. Keyword only.
+    - `throw`: raise if any point failed; with False check `solution.result`.
+
+    **Returns:** a [`mfrnn.DMFTSolution`][]; differentiable in every ensemble field
+    (implicit differentiation).
+
+    ```python
+    sol = mfrnn.solve_dmft(mfrnn.GaussianEnsemble(g=2.0))
+    sol.delta0, sol.regime   # (~1.85 for tanh), 2 = chaotic
+    ```
+    """
+    _check_ensemble(ensemble)
+    _check_tolerance(rtol, atol, max_steps)
+    g, b, s_I = jnp.broadcast_arrays(ensemble.g, ensemble.bias, ensemble.input_std)
+    g = eqx.error_if(g, ~jnp.isfinite(g) | (g < 0), "`g` must be finite and non-negative.")
+    b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
+    s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
+    fn = lambda g_, b_, s_: _solve_single(g_, b_, s_, ensemble.phi, rtol, atol, max_steps)
+    for _ in range(g.ndim):
+        fn = jax.vmap(fn)
+    sol = fn(g, b, s_I)
+    if throw:
+        sol = eqx.tree_at(
+            lambda s: s.delta0,
+            sol,
+            sol.result.error_if(sol.delta0, sol.result != RESULTS.successful),
+        )
+    return sol
+
+
+def _onset_residual(delta, args):
+    # On the static branch at the onset g^2 = 1 / <phi'^2>, so Delta0 solves
+    # Delta0 - <phi^2> / <phi'^2> - s_I^2 = 0.
+    b, s2, phi = args
+    ratio = phi.gaussian_second_moment(b, delta) / phi.gaussian_second_moment(b, delta, "dphi")
+    return delta - ratio - s2
+
+
+def _onset_single(b, s_I, phi, rtol, atol, max_steps):
+    s2 = s_I**2
+    args = (b, s2, phi)
+    y0 = s2 + phi(b) ** 2 / phi.gaussian_second_moment(b, s2, "dphi")
+    sol = optx.root_find(
+        _onset_residual, optx.Newton(rtol, atol), y0, args=args, max_steps=max_steps, throw=False
+    )
+    delta = sol.value
+    dphi2 = phi.gaussian_second_moment(b, delta, "dphi")
+    ok = (sol.result == optx.RESULTS.successful) & (delta >= 0) & (dphi2 > 0)
+    g_c = 1.0 / jnp.sqrt(dphi2)
+    return OnsetSolution(
+        g_c=g_c, delta0=delta, result=RESULTS.where(ok, RESULTS.successful, RESULTS.no_onset)
+    )
+
+
+@eqx.filter_jit
+def chaos_onset(
+    phi: AbstractNonlinearity,
+    bias: ArrayLike = 0.0,
+    input_std: ArrayLike = 0.0,
+    *,
+    rtol: float = 1e-10,
+    atol: float = 1e-10,
+    max_steps: int = 256,
+    throw: bool = True,
+) -> OnsetSolution:
+    """Chaos onset `g_c(b, s_I)`: where the static branch loses stability,
+    `g^2 <phi'^2>_{b, Delta0(g)} = 1` (THEORY.md 1.2). `g_c = 1 / phi'(0)` without input
+    for odd phi. `bias` and `input_std` may be arrays of one shape (vmapped).
+
+    ```python
+    mfrnn.chaos_onset(mfrnn.Tanh(), bias=0.5).g_c
+    ```
+    """
+    if not isinstance(phi, AbstractNonlinearity):
+        raise ValueError(f"`phi` must be an AbstractNonlinearity, got {phi!r}.")
+    _check_tolerance(rtol, atol, max_steps)
+    dtype = jnp.result_type(float)
+    b, s_I = jnp.broadcast_arrays(jnp.asarray(bias, dtype), jnp.asarray(input_std, dtype))
+    s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
+    b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
+    fn = lambda b_, s_: _onset_single(b_, s_, phi, rtol, atol, max_steps)
+    for _ in range(b.ndim):
+        fn = jax.vmap(fn)
+    sol = fn(b, s_I)
+    if throw:
+        sol = eqx.tree_at(
+            lambda s: s.g_c, sol, sol.result.error_if(sol.g_c, sol.result != RESULTS.successful)
+        )
+    return sol
