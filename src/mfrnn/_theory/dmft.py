@@ -34,15 +34,6 @@ def _static_residual(delta, args):
     return delta - g**2 * phi.gaussian_second_moment(b, delta) - s2
 
 
-def _energy_guess_residual(log_delta0, args):
-    # SCS energy condition divided by Delta0^2, which removes the trivial root Delta0 = 0
-    # (THEORY.md 1.1, pitfall 8): g^2 Var Phi / Delta0^2 - 1/2.
-    g, b, s2, phi = args
-    d0 = jnp.exp(log_delta0)
-    var_Phi = phi.gaussian_second_moment(b, d0, "Phi") - phi.gaussian_mean(b, d0, "Phi") ** 2
-    return g**2 * var_Phi / d0**2 - 0.5
-
-
 def _chaos_residual(y, args):
     # Unknowns (Delta_inf, log q), Delta0 = Delta_inf + q. The energy balance
     # V(Delta0) - V(Delta_inf) is O(q^2) at the static root q = 0 once the first
@@ -59,35 +50,99 @@ def _chaos_residual(y, args):
     return jnp.stack([e_inf, e_energy])
 
 
-def _solve_single(g, b, s_I, phi: AbstractNonlinearity, rtol, atol, max_steps):
-    s2 = s_I**2
-    args = (g, b, s2, phi)
-    # Static branch, from the g -> 0 end of the branch.
-    y0 = s2 + g**2 * phi.gaussian_second_moment(b, s2)
-    static = optx.root_find(
-        _static_residual, optx.Newton(rtol, atol), y0, args=args, max_steps=max_steps, throw=False
-    )
-    d_static = static.value
-    static_ok = (static.result == optx.RESULTS.successful) & (d_static >= 0)
-    d_static = jnp.maximum(d_static, 0.0)
-    bulk = jnp.abs(g) * jnp.sqrt(phi.gaussian_second_moment(b, d_static, "dphi"))
-    chaotic = bulk > 1.0
+# Geometric offsets above s_I^2 scanned for the first sign change of the static residual.
+_STATIC_SCAN = 10.0 ** jnp.linspace(-8.0, 6.0, 281)
 
-    # Chaotic branch. Start from the no-input energy condition (bisection in log Delta0).
-    guess = optx.root_find(
-        _energy_guess_residual,
-        optx.Bisection(rtol=1e-4, atol=1e-4, flip=True),  # decreasing; no runtime check
-        jnp.asarray(0.0, d_static.dtype),
-        args=args,
-        options=dict(lower=jnp.log(1e-6), upper=jnp.log(1e4)),
+
+def _static_branch(args, rtol, atol, max_steps):
+    """The static branch continued from g -> 0: the smallest root `Delta0 >= s_I^2` of
+    `Delta0 - g^2 <phi^2> - s_I^2`. Newton from the g -> 0 end can leave the branch (the
+    residual is not monotone above onset), so the root is bracketed on a geometric grid,
+    narrowed by bisection and polished by Newton inside the bracket."""
+    g, b, s2, phi = args
+    f0 = _static_residual(s2, args)
+    trivial = f0 == 0  # s_I = 0 and phi(b) = 0: x = b is a fixed point
+    grid = jax.lax.stop_gradient(s2 + _STATIC_SCAN.astype(jnp.result_type(s2)))
+    f = jax.vmap(lambda d: _static_residual(d, jax.lax.stop_gradient(args)))(grid)
+    positive = f > 0
+    found = jnp.any(positive)
+    k = jnp.argmax(positive)
+    lower = jnp.where(k == 0, jax.lax.stop_gradient(s2), grid[jnp.maximum(k - 1, 0)])
+    upper = grid[k]
+    coarse = optx.root_find(
+        _static_residual,
+        optx.Bisection(rtol=1e-6, atol=1e-12, flip=False),  # f(lower) < 0 < f(upper)
+        0.5 * (lower + upper),
+        args=jax.lax.stop_gradient(args),
+        options=dict(lower=lower, upper=upper),
         max_steps=200,
         throw=False,
     )
-    d0_guess = jnp.exp(jax.lax.stop_gradient(guess.value))
-    d_inf_guess = jnp.minimum(jax.lax.stop_gradient(d_static), 0.5 * d0_guess)
-    q_guess = jnp.maximum(d0_guess - d_inf_guess, 1e-3)
+    fine = optx.root_find(
+        _static_residual,
+        optx.Newton(rtol, atol),
+        jax.lax.stop_gradient(coarse.value),
+        args=args,
+        options=dict(lower=lower, upper=upper),
+        max_steps=max_steps,
+        throw=False,
+    )
+    ok = found & (fine.result == optx.RESULTS.successful) & jnp.isfinite(fine.value)
+    delta = jnp.where(trivial, s2, jnp.where(ok, fine.value, jnp.nan))
+    return delta, trivial | ok
+
+
+def _inf_residual(d_inf, args):
+    g, b, s2, phi, q = args
+    return d_inf - g**2 * phi.gaussian_correlation(b, d_inf + q, d_inf) - s2
+
+
+def _reduced_energy(log_q, args):
+    # Energy balance / q^2 with Delta_inf eliminated; -> (g^2 <phi'^2> - 1) / 2 > 0 as
+    # q -> 0 above onset and -> -inf as q -> inf, so it brackets the chaotic root.
+    g, b, s2, phi, d_start = args
+    q = jnp.exp(log_q)
+    d_inf = optx.root_find(
+        _inf_residual, optx.Newton(1e-8, 1e-10), d_start, args=(g, b, s2, phi, q),
+        max_steps=64, throw=False,
+    ).value
+    return _chaos_residual(jnp.stack([d_inf, log_q]), (g, b, s2, phi))[1]
+
+
+def _chaos_guess(args, d_static):
+    """Initial (Delta_inf, q) for the chaotic Newton solve: bisection in log q on the
+    reduced energy balance. Not differentiated; the Newton polish carries the gradient."""
+    g, b, s2, phi = args
+    scale = 1.0 + d_static + g**2
+    log_q = optx.root_find(
+        _reduced_energy,
+        optx.Bisection(rtol=1e-3, atol=1e-3, flip=True),  # decreasing; skips the runtime check
+        jnp.log(scale),
+        args=(g, b, s2, phi, d_static),
+        options=dict(lower=jnp.log(1e-4 * scale), upper=jnp.log(1e3 * scale)),
+        max_steps=100,
+        throw=False,
+    ).value
+    q = jnp.exp(log_q)
+    d_inf = optx.root_find(
+        _inf_residual, optx.Newton(1e-8, 1e-10), d_static, args=(g, b, s2, phi, q),
+        max_steps=64, throw=False,
+    ).value
+    return d_inf, q
+
+
+def _solve_single(g, b, s_I, phi: AbstractNonlinearity, rtol, atol, max_steps):
+    s2 = s_I**2
+    args = (g, b, s2, phi)
+    d_static, static_ok = _static_branch(args, rtol, atol, max_steps)
+    bulk = jnp.abs(g) * jnp.sqrt(phi.gaussian_second_moment(b, d_static, "dphi"))
+    chaotic = bulk > 1.0
+
     # Below the onset there is no chaotic branch: solve at a harmless point and discard.
     safe_args = (jnp.where(chaotic, g, 2.0), b, s2, phi)
+    d_inf_guess, q_guess = _chaos_guess(
+        jax.lax.stop_gradient(safe_args), jax.lax.stop_gradient(jnp.nan_to_num(d_static))
+    )
     chaos = optx.root_find(
         _chaos_residual,
         optx.Newton(rtol, atol),
