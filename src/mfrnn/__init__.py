@@ -31,13 +31,20 @@ from ._nonlinearities import (
     Tanh as Tanh,
 )
 from ._simulate import simulate as simulate, simulate_euler as simulate_euler
-
-
-__version__ = importlib.metadata.version("mfrnn")
 from ._solution import (
     DMFTSolution as DMFTSolution,
     OnsetSolution as OnsetSolution,
     REGIME_NAMES as REGIME_NAMES,
     RESULTS as RESULTS,
 )
-from ._theory import chaos_onset as chaos_onset, solve_dmft as solve_dmft
+from ._theory import (
+    Autocorrelation as Autocorrelation,
+    chaos_onset as chaos_onset,
+    dmft_autocorrelation as dmft_autocorrelation,
+    dmft_lyapunov as dmft_lyapunov,
+    LyapunovSolution as LyapunovSolution,
+    solve_dmft as solve_dmft,
+)
+
+
+__version__ = importlib.metadata.version("mfrnn")

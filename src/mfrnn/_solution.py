@@ -12,6 +12,10 @@ class RESULTS(optx.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
         "The chaotic DMFT self-consistency did not converge. Try a smaller `rtol` "
         "or larger `max_steps`; close to the onset the chaotic branch is hard to resolve."
     )
+    lyapunov_not_converged = (
+        "The Schroedinger eigenvalue problem of the DMFT Lyapunov exponent did not "
+        "converge (no ground state below the zero mode). Try a larger `order` or `steps`."
+    )
     no_onset = "No chaos onset: g^2 <phi'^2> = 1 has no solution on the static branch."
 
 

@@ -1,0 +1,65 @@
+"""Chebyshev-Lobatto interpolation and integration on [0, 1] (spectral accuracy for
+smooth functions), used for the DMFT autocorrelation profile and the Schroedinger
+potential: computing them at a few nodes exactly and interpolating spectrally avoids
+the interpolation errors of THEORY.md pitfall 10."""
+
+import functools as ft
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+
+@ft.lru_cache(maxsize=None)
+def chebyshev_nodes(order: int) -> np.ndarray:
+    """Chebyshev-Lobatto nodes on [0, 1], increasing, endpoints included."""
+    if order < 3:
+        raise ValueError(f"`order` must be >= 3, got {order}.")
+    return 0.5 * (1.0 - np.cos(np.pi * np.arange(order) / (order - 1)))
+
+
+@ft.lru_cache(maxsize=None)
+def _barycentric_weights(order: int) -> np.ndarray:
+    w = (-1.0) ** np.arange(order)
+    w[0] *= 0.5
+    w[-1] *= 0.5
+    return w
+
+
+@ft.lru_cache(maxsize=None)
+def integral_to_one_matrix(order: int) -> np.ndarray:
+    """Q with `(Q f)_j = int_{u_j}^1 f(u) du` for f interpolated at the nodes."""
+    u = chebyshev_nodes(order)
+    x = 2.0 * u - 1.0
+    cheb = np.polynomial.chebyshev
+    vander = cheb.chebvander(x, order - 1)
+    coeffs = np.linalg.solve(vander, np.eye(order))  # column j: interpolant of e_j
+    antider = cheb.chebint(coeffs, lbnd=1.0)  # int_1^x, in x
+    return -0.5 * cheb.chebval(x, antider).T  # du = dx / 2, and int_u^1 = -int_1^u
+
+
+@ft.lru_cache(maxsize=None)
+def integral_from_zero_matrix(order: int) -> np.ndarray:
+    """P with `(P f)_j = int_0^{u_j} f(u) du`, accurate (relatively) near u = 0."""
+    u = chebyshev_nodes(order)
+    x = 2.0 * u - 1.0
+    cheb = np.polynomial.chebyshev
+    coeffs = np.linalg.solve(cheb.chebvander(x, order - 1), np.eye(order))
+    antider = cheb.chebint(coeffs, lbnd=-1.0)
+    return 0.5 * cheb.chebval(x, antider).T
+
+
+def interpolate(values: Float[Array, " order"], u: ArrayLike) -> Array:
+    """Barycentric interpolation of node values at points u in [0, 1] (any shape)."""
+    order = values.shape[-1]
+    nodes = jnp.asarray(chebyshev_nodes(order), values.dtype)
+    weights = jnp.asarray(_barycentric_weights(order), values.dtype)
+    u = jnp.asarray(u, values.dtype)
+    flat = u.reshape(-1, 1)
+    diff = flat - nodes[None, :]
+    exact = diff == 0
+    # At a node the formula is 0/0; replace by the node value (gradient-safe).
+    terms = weights[None, :] / jnp.where(exact, 1.0, diff)
+    value = jnp.sum(terms * values[None, :], -1) / jnp.sum(terms, -1)
+    at_node = jnp.sum(jnp.where(exact, values[None, :], 0.0), -1)
+    return jnp.where(jnp.any(exact, -1), at_node, value).reshape(u.shape)
