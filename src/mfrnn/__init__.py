@@ -2,7 +2,13 @@
 
 import importlib.metadata
 
-from ._analysis import activity_summary as activity_summary
+from ._analysis import (
+    activity_autocorrelation as activity_autocorrelation,
+    activity_summary as activity_summary,
+    ActivityAutocorrelation as ActivityAutocorrelation,
+    LyapunovEstimate as LyapunovEstimate,
+    lyapunov_exponents as lyapunov_exponents,
+)
 from ._ensembles import (
     AbstractEnsemble as AbstractEnsemble,
     EIEnsemble as EIEnsemble,
