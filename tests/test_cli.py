@@ -90,3 +90,47 @@ def test_benchmark_script_runs_quick(tmp_path):
     for case in ("dense", "low_rank"):
         assert result[case]["mfrnn_seconds"] > 0
         assert result[case]["max_abs_difference_final_state"] < 1e-3
+
+
+def test_dmft_and_onset_json(capsys):
+    res = _run(capsys, "dmft", "--g", "2.0", "--json")
+    for key in ("delta0", "delta_inf", "regime", "lyapunov", "tau_half", "converged"):
+        assert key in res
+    assert res["regime"] == "chaotic" and res["converged"]
+    assert res["delta0"] == pytest.approx(1.92480541374, rel=1e-9)
+    assert res["lyapunov"] > 0 and abs(res["zero_mode_check_e1"]) < 1e-8
+    quiet = _run(capsys, "dmft", "--g", "0.5", "--json")
+    assert quiet["regime"] == "quiescent" and quiet["tau_half"] is None
+    assert quiet["lyapunov"] == pytest.approx(-0.5)
+    bad = _run(capsys, "dmft", "--g", "2.0", "--phi", "relu", "--json")
+    assert not bad["converged"] and bad["delta0"] is None and bad["message"]
+    onset = _run(capsys, "onset", "--json")
+    assert onset["g_c"] == pytest.approx(1.0, abs=1e-10)
+    assert _run(capsys, "onset", "--bias", "0.3", "--json")["g_c"] > 1.0
+
+
+def test_dmft_plot_with_simulation(tmp_path, capsys):
+    out = tmp_path / "dmft"
+    res = _run(
+        capsys, "dmft", "--g", "2.5", "--plot", "--simulate", "300", "--t1", "80",
+        "--out", str(out), "--json",
+    )
+    assert (out / "autocorrelation.png").stat().st_size > 0
+    assert json.loads((out / "dmft.json").read_text())["simulation"]["n"] == 300
+    assert res["simulation"]["delta0"] == pytest.approx(res["delta0"], rel=0.3)
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["dmft", "--g", "-1"], "--g"),
+        (["dmft", "--g", "1", "--phi", "nope"], "phi"),
+        (["dmft", "--g", "2", "--simulate", "100"], "--plot"),
+        (["onset", "--input-std", "-0.1"], "--input-std"),
+    ],
+)
+def test_dmft_bad_input_exits_2(argv, match, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert match in capsys.readouterr().err

@@ -40,3 +40,21 @@ def plot_activity(
         ax_raster.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_autocorrelation(
+    lags, theory, *, simulated_lags=None, simulated=None, title: str | None = None
+) -> Figure:
+    """DMFT autocorrelation Delta(tau), optionally with a simulated one overlaid."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(np.asarray(lags), np.asarray(theory), lw=2, label="DMFT")
+    if simulated is not None:
+        ax.plot(np.asarray(simulated_lags), np.asarray(simulated), "o", ms=3, alpha=0.6,
+                label="simulation")
+    ax.set_xlabel("lag tau (units of tau)")
+    ax.set_ylabel("Delta(tau)")
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
