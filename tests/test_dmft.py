@@ -128,6 +128,8 @@ def test_gradients_match_finite_differences(field):
 def test_onset_gradient():
     g_c = lambda b: mfrnn.chaos_onset(mfrnn.Tanh(), b, 0.2).g_c
     np.testing.assert_allclose(jax.grad(g_c)(0.3), finite_difference(g_c, 0.3), rtol=1e-6)
+    g_c_s = lambda s: mfrnn.chaos_onset(mfrnn.Tanh(), 0.3, s).g_c
+    np.testing.assert_allclose(jax.grad(g_c_s)(0.2), finite_difference(g_c_s, 0.2), rtol=1e-6)
 
 
 def test_failure_is_visible():

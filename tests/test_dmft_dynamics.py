@@ -158,7 +158,7 @@ def test_lyapunov_across_g_and_regimes():
     assert abs(float(inp.e1)) < 1e-7 * abs(float(inp.e0))
 
 
-@pytest.mark.parametrize("field", ["g", "bias"])
+@pytest.mark.parametrize("field", ["g", "bias", "input_std"])
 def test_gradients_of_lyapunov_and_tau_half(field):
     base = dict(g=2.2, bias=0.2, input_std=0.3)
 
@@ -178,3 +178,36 @@ def test_failure_propagates_to_lyapunov():
     bad = mfrnn.GaussianEnsemble(2.0, phi=mfrnn.ReLU())
     lyap = mfrnn.dmft_lyapunov(bad, throw=False)
     assert lyap.result != mfrnn.RESULTS.successful
+
+
+def test_benchmark_baseline_agrees():
+    # The scipy loop of benchmarks/bench_dmft.py is a third, independent implementation.
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dmft.py"
+    spec = importlib.util.spec_from_file_location("bench_dmft", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    d0, lam, tau_half = bench.scipy_point(2.0)
+    ens = mfrnn.GaussianEnsemble(2.0)
+    lyap = mfrnn.dmft_lyapunov(ens)
+    np.testing.assert_allclose(d0, mfrnn.solve_dmft(ens).delta0, rtol=1e-9)
+    np.testing.assert_allclose(lam, lyap.lyapunov, rtol=1e-4)
+    np.testing.assert_allclose(tau_half, lyap.tau_half, rtol=1e-4)
+
+
+def test_float32_runs_without_nans():
+    gs = [1.2, 2.0, 5.0]
+    ref = mfrnn.dmft_lyapunov(mfrnn.GaussianEnsemble(jnp.array(gs), jnp.zeros(3), jnp.zeros(3)))
+    ref_d0 = mfrnn.solve_dmft(mfrnn.GaussianEnsemble(jnp.array(gs), jnp.zeros(3), jnp.zeros(3)))
+    with jax.enable_x64(False):  # as a user who never enables x64
+        ens = mfrnn.GaussianEnsemble(jnp.array(gs), jnp.zeros(3), jnp.zeros(3))
+        sol = mfrnn.solve_dmft(ens)  # throws unless every point converged
+        lyap = mfrnn.dmft_lyapunov(ens, sol)
+        assert sol.delta0.dtype == jnp.float32 and lyap.lyapunov.dtype == jnp.float32
+        d0, lam, tau_half = (np.asarray(a) for a in (sol.delta0, lyap.lyapunov, lyap.tau_half))
+    # Documented float32 accuracy: Delta0 ~1e-6, lambda ~1e-3, tau_half ~1e-5 (relative).
+    np.testing.assert_allclose(d0, ref_d0.delta0, rtol=1e-5)
+    np.testing.assert_allclose(lam, ref.lyapunov, rtol=2e-3)
+    np.testing.assert_allclose(tau_half, ref.tau_half, rtol=1e-4)

@@ -79,7 +79,7 @@ def profile_nodes(g, b, s2, phi, d0, d_inf, chaotic, order: int):
     y = q * jnp.exp(-_L * s**2)
     dy_du = 2.0 * _L * s * y
 
-    # lax.map in chunks: a full vmap of two-point averages over nodes x grid points
+    # lax.map over nodes: a vmap of two-point averages over nodes x grid points
     # holds order x grid x quadrature^2 values at once.
     def node_values(d_):
         return (
@@ -87,7 +87,8 @@ def profile_nodes(g, b, s2, phi, d0, d_inf, chaotic, order: int):
             phi.gaussian_correlation(b, d0, d_, "dphi"),
         )
 
-    phi_c, dphi_c = jax.lax.map(node_values, d_inf + y, batch_size=16)
+    # checkpoint: reverse mode recomputes the quadratures instead of storing them.
+    phi_c, dphi_c = jax.lax.map(jax.checkpoint(node_values), d_inf + y)
     # W = V(Delta0) - V(Delta) by integrating V' = -D + g^2 [phi] + s^2 (no cancellation
     # of O(1) potentials, pitfall 12): from the top where y > q/2, from the bottom
     # (anchored at the cubic W(y_c)) elsewhere.

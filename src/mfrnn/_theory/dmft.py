@@ -20,6 +20,16 @@ def _check_ensemble(ensemble) -> None:
         raise ValueError(f"`ensemble` must be a GaussianEnsemble, got {type(ensemble).__name__}.")
 
 
+def default_tolerance(dtype) -> float:
+    """Newton tolerance reachable in `dtype`: 1e-10 in float64, 1e-5 in float32."""
+    return 1e-10 if jnp.finfo(dtype).bits >= 64 else 1e-5
+
+
+def _tolerances(rtol, atol, dtype) -> tuple[float, float]:
+    tol = default_tolerance(dtype)
+    return (tol if rtol is None else rtol), (tol if atol is None else atol)
+
+
 def _check_tolerance(rtol, atol, max_steps) -> None:
     if not (rtol > 0 and atol > 0):
         raise ValueError(f"`rtol` and `atol` must be positive, got {rtol}, {atol}.")
@@ -71,7 +81,7 @@ def _static_branch(args, rtol, atol, max_steps):
     upper = grid[k]
     coarse = optx.root_find(
         _static_residual,
-        optx.Bisection(rtol=1e-6, atol=1e-12, flip=False),  # f(lower) < 0 < f(upper)
+        optx.Bisection(rtol=1e-6, atol=atol, flip=False),  # f(lower) < 0 < f(upper)
         0.5 * (lower + upper),
         args=jax.lax.stop_gradient(args),
         options=dict(lower=lower, upper=upper),
@@ -184,8 +194,8 @@ def _solve_single(g, b, s_I, phi: AbstractNonlinearity, rtol, atol, max_steps):
 def solve_dmft(
     ensemble: GaussianEnsemble,
     *,
-    rtol: float = 1e-10,
-    atol: float = 1e-10,
+    rtol: float | None = None,
+    atol: float | None = None,
     max_steps: int = 256,
     throw: bool = True,
 ) -> DMFTSolution:
@@ -200,7 +210,8 @@ def solve_dmft(
 
     - `ensemble`: a [`mfrnn.GaussianEnsemble`][] (g, bias, input_std, phi). Its fields
       may be arrays of one shape (a grid): the solve is vmapped over them.
-    - `rtol`, `atol`, `max_steps`: Newton tolerances and step budget. Keyword only.
+    - `rtol`, `atol`, `max_steps`: Newton tolerances (default 1e-10 in float64, 1e-5 in
+      float32, where Delta0 comes out to ~1e-7 relative) and step budget. Keyword only.
     - `throw`: raise if any point failed; with False check `solution.result`.
 
     **Returns:** a [`mfrnn.DMFTSolution`][]; differentiable in every ensemble field
@@ -212,8 +223,9 @@ def solve_dmft(
     ```
     """
     _check_ensemble(ensemble)
-    _check_tolerance(rtol, atol, max_steps)
     g, b, s_I = jnp.broadcast_arrays(ensemble.g, ensemble.bias, ensemble.input_std)
+    rtol, atol = _tolerances(rtol, atol, g.dtype)
+    _check_tolerance(rtol, atol, max_steps)
     g = eqx.error_if(g, ~jnp.isfinite(g) | (g < 0), "`g` must be finite and non-negative.")
     b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
     s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
@@ -260,8 +272,8 @@ def chaos_onset(
     bias: ArrayLike = 0.0,
     input_std: ArrayLike = 0.0,
     *,
-    rtol: float = 1e-10,
-    atol: float = 1e-10,
+    rtol: float | None = None,
+    atol: float | None = None,
     max_steps: int = 256,
     throw: bool = True,
 ) -> OnsetSolution:
@@ -275,8 +287,9 @@ def chaos_onset(
     """
     if not isinstance(phi, AbstractNonlinearity):
         raise ValueError(f"`phi` must be an AbstractNonlinearity, got {phi!r}.")
-    _check_tolerance(rtol, atol, max_steps)
     dtype = jnp.result_type(float)
+    rtol, atol = _tolerances(rtol, atol, dtype)
+    _check_tolerance(rtol, atol, max_steps)
     b, s_I = jnp.broadcast_arrays(jnp.asarray(bias, dtype), jnp.asarray(input_std, dtype))
     s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
     b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
