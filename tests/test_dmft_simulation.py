@@ -47,11 +47,6 @@ def test_lyapunov_estimator_on_linear_network():
         mfrnn.lyapunov_exponents(net, jnp.zeros(3))
 
 
-def _as_float32(tree):
-    is_float = lambda a: isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.floating)
-    return jax.tree.map(lambda a: a.astype(jnp.float32) if is_float(a) else a, tree)
-
-
 # N >= 2000 and three networks per point; N = 3000 at g = 2, where the finite-size bias
 # of lambda_max is about -11 % at N = 2000 and -6 % at N = 3000 (THEORY.md pitfall 15).
 @pytest.mark.parametrize("g,n", [(2.0, 3000), (3.0, 2000)])
@@ -63,7 +58,7 @@ def test_theory_against_sampled_networks(g, n):
     for seed in range(3):
         k_net, k_x0 = jax.random.split(jax.random.key(seed))
         # float32 simulation: half the memory traffic of J; ample for 2-10 % checks.
-        net = _as_float32(ens.sample(n, key=k_net))
+        net = mfrnn.to_dtype(ens.sample(n, key=k_net), jnp.float32)
         x0 = jax.random.normal(k_x0, (n,), jnp.float32)
         est = mfrnn.lyapunov_exponents(
             net, x0, dt=0.2, n_steps=1000, transient_steps=250, renorm_every=1, save_states=True

@@ -36,6 +36,7 @@ from ._nonlinearities import (
     ShiftedTanh as ShiftedTanh,
     Tanh as Tanh,
 )
+from ._misc import to_dtype as to_dtype
 from ._simulate import simulate as simulate, simulate_euler as simulate_euler
 from ._solution import (
     DMFTSolution as DMFTSolution,

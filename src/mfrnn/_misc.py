@@ -1,5 +1,6 @@
 import functools as ft
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -96,3 +97,14 @@ def check_positive(name: str, x) -> None:
     check_finite(name, x)
     if is_concrete(x) and np.any(np.asarray(x) <= 0):
         raise ValueError(f"`{name}` must be positive, got {np.asarray(x)}.")
+
+
+def to_dtype(tree, dtype):
+    """Cast every floating-point array leaf of `tree` (a network, an ensemble) to `dtype`,
+    e.g. float32 for fast simulation while the theory runs in float64."""
+    def cast(leaf):
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jnp.floating):
+            return leaf.astype(dtype)
+        return leaf
+
+    return jax.tree.map(cast, tree)

@@ -250,8 +250,7 @@ def _dmft(args) -> dict:
         k_net, k_x0 = jax.random.split(jax.random.key(args.seed))
         network = ensemble.sample(args.simulate, key=k_net)
         # float32 simulation: half the memory traffic of J; the theory stays float64.
-        is_float = lambda a: isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.floating)
-        network = jax.tree.map(lambda a: a.astype(jnp.float32) if is_float(a) else a, network)
+        network = mfrnn.to_dtype(network, jnp.float32)
         x0 = jax.random.normal(k_x0, (args.simulate,), jnp.float32)
         dt = 0.2
         est = mfrnn.lyapunov_exponents(
