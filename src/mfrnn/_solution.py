@@ -14,7 +14,8 @@ class RESULTS(optx.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
     )
     lyapunov_not_converged = (
         "The Schroedinger eigenvalue problem of the DMFT Lyapunov exponent did not "
-        "converge (no ground state below the zero mode). Try a larger `order` or `steps`."
+        "converge, or failed its self-test (|E1| of the zero mode not << |E0|). Try a "
+        "larger `order` or `steps`."
     )
     no_onset = "No chaos onset: g^2 <phi'^2> = 1 has no solution on the static branch."
 

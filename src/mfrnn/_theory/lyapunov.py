@@ -109,7 +109,8 @@ def _lyapunov_single(g, b, s_I, phi, d0, d_inf, regime, bulk, order, steps):
     e0 = ground.value
     e1 = odd.value
     ok = (ground.result == optx.RESULTS.successful) & (odd.result == optx.RESULTS.successful)
-    ok = ok & (e0 < e1)
+    # Self-test: E1 is an exact zero mode; a large |E1| means an inaccurate profile.
+    ok = ok & (e0 < e1) & (jnp.abs(e1) <= 1e-3 * jnp.abs(e0) + 10 * tol * tol)
     nan = jnp.asarray(jnp.nan, dtype)
     lyap = jnp.where(chaotic, -1.0 + jnp.sqrt(jnp.maximum(1.0 - e0, 0.0)), -1.0 + bulk)
     return LyapunovSolution(
