@@ -61,7 +61,7 @@ def test_theory_against_sampled_networks(g, n):
         net = mfrnn.to_dtype(ens.sample(n, key=k_net), jnp.float32)
         x0 = jax.random.normal(k_x0, (n,), jnp.float32)
         est = mfrnn.lyapunov_exponents(
-            net, x0, dt=0.2, n_steps=1000, transient_steps=250, renorm_every=1, save_states=True
+            net, x0, dt=0.2, n_steps=1000, transient_steps=150, renorm_every=1, save_states=True
         )
         ac = mfrnn.activity_autocorrelation(est.xs, 0.2, max_lag=40.0)
         measured.append([float(ac.delta0), float(ac.tau_half), float(est.exponents[0])])
