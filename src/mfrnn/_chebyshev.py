@@ -26,27 +26,24 @@ def _barycentric_weights(order: int) -> np.ndarray:
     return w
 
 
+def _integral_matrix(order: int, lbnd: float) -> np.ndarray:
+    # Row j: int_{x = lbnd}^{x_j} of the interpolant, in x = 2u - 1 (du = dx / 2).
+    x = 2.0 * chebyshev_nodes(order) - 1.0
+    cheb = np.polynomial.chebyshev
+    coeffs = np.linalg.solve(cheb.chebvander(x, order - 1), np.eye(order))  # col j: e_j
+    return 0.5 * cheb.chebval(x, cheb.chebint(coeffs, lbnd=lbnd)).T
+
+
 @ft.lru_cache(maxsize=None)
 def integral_to_one_matrix(order: int) -> np.ndarray:
     """Q with `(Q f)_j = int_{u_j}^1 f(u) du` for f interpolated at the nodes."""
-    u = chebyshev_nodes(order)
-    x = 2.0 * u - 1.0
-    cheb = np.polynomial.chebyshev
-    vander = cheb.chebvander(x, order - 1)
-    coeffs = np.linalg.solve(vander, np.eye(order))  # column j: interpolant of e_j
-    antider = cheb.chebint(coeffs, lbnd=1.0)  # int_1^x, in x
-    return -0.5 * cheb.chebval(x, antider).T  # du = dx / 2, and int_u^1 = -int_1^u
+    return -_integral_matrix(order, 1.0)
 
 
 @ft.lru_cache(maxsize=None)
 def integral_from_zero_matrix(order: int) -> np.ndarray:
     """P with `(P f)_j = int_0^{u_j} f(u) du`, accurate (relatively) near u = 0."""
-    u = chebyshev_nodes(order)
-    x = 2.0 * u - 1.0
-    cheb = np.polynomial.chebyshev
-    coeffs = np.linalg.solve(cheb.chebvander(x, order - 1), np.eye(order))
-    antider = cheb.chebint(coeffs, lbnd=-1.0)
-    return 0.5 * cheb.chebval(x, antider).T
+    return _integral_matrix(order, -1.0)
 
 
 def interpolate(values: Float[Array, " order"], u: ArrayLike) -> Array:

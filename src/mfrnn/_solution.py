@@ -1,4 +1,5 @@
 import equinox as eqx
+import jax
 import optimistix as optx
 from jaxtyping import Array, Float, Int
 
@@ -52,3 +53,18 @@ class OnsetSolution(eqx.Module):
     g_c: Float[Array, "*batch"]
     delta0: Float[Array, "*batch"]
     result: RESULTS
+
+
+def vmap_batch(fn, ndim: int):
+    """`fn` on one grid point, vmapped over `ndim` leading batch axes of every argument."""
+    for _ in range(ndim):
+        fn = jax.vmap(fn)
+    return fn
+
+
+def raise_if_failed(solution, where):
+    """Make `where(solution)` raise the result's message if any grid point failed."""
+    result = solution.result
+    return eqx.tree_at(
+        where, solution, result.error_if(where(solution), result != RESULTS.successful)
+    )

@@ -22,7 +22,7 @@ from .._chebyshev import (
     interpolate,
 )
 from .._ensembles import GaussianEnsemble
-from .._solution import CHAOTIC, DMFTSolution
+from .._solution import CHAOTIC, DMFTSolution, vmap_batch
 from .dmft import solve_dmft
 
 
@@ -60,10 +60,7 @@ class Autocorrelation(eqx.Module):
             value = evaluate_profile(ac.tau_nodes, ac.y_nodes, k, ac.tail_beta, ac.delta_inf, tau)
             return jnp.where(ac.chaotic, value, ac.delta0)
 
-        fn = single
-        for _ in range(jnp.ndim(self.delta0)):
-            fn = jax.vmap(fn)
-        return fn(self)
+        return vmap_batch(single, jnp.ndim(self.delta0))(self)
 
 
 def profile_nodes(g, b, s2, phi, d0, d_inf, chaotic, order: int):
@@ -200,7 +197,6 @@ def dmft_autocorrelation(
             chaotic=chaotic,
         )
 
-    fn = single
-    for _ in range(g.ndim):
-        fn = jax.vmap(fn)
-    return fn(g, b, s_I, solution.delta0, solution.delta_inf, solution.regime)
+    return vmap_batch(single, g.ndim)(
+        g, b, s_I, solution.delta0, solution.delta_inf, solution.regime
+    )

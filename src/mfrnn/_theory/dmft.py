@@ -12,7 +12,16 @@ from jaxtyping import ArrayLike
 
 from .._ensembles import GaussianEnsemble
 from .._nonlinearities import AbstractNonlinearity
-from .._solution import CHAOTIC, FIXED_POINT, QUIESCENT, DMFTSolution, OnsetSolution, RESULTS
+from .._solution import (
+    CHAOTIC,
+    DMFTSolution,
+    FIXED_POINT,
+    OnsetSolution,
+    QUIESCENT,
+    raise_if_failed,
+    RESULTS,
+    vmap_batch,
+)
 
 
 def _check_ensemble(ensemble) -> None:
@@ -230,16 +239,8 @@ def solve_dmft(
     b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
     s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
     fn = lambda g_, b_, s_: _solve_single(g_, b_, s_, ensemble.phi, rtol, atol, max_steps)
-    for _ in range(g.ndim):
-        fn = jax.vmap(fn)
-    sol = fn(g, b, s_I)
-    if throw:
-        sol = eqx.tree_at(
-            lambda s: s.delta0,
-            sol,
-            sol.result.error_if(sol.delta0, sol.result != RESULTS.successful),
-        )
-    return sol
+    sol = vmap_batch(fn, g.ndim)(g, b, s_I)
+    return raise_if_failed(sol, lambda s: s.delta0) if throw else sol
 
 
 def _onset_residual(delta, args):
@@ -294,11 +295,5 @@ def chaos_onset(
     s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
     b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
     fn = lambda b_, s_: _onset_single(b_, s_, phi, rtol, atol, max_steps)
-    for _ in range(b.ndim):
-        fn = jax.vmap(fn)
-    sol = fn(b, s_I)
-    if throw:
-        sol = eqx.tree_at(
-            lambda s: s.g_c, sol, sol.result.error_if(sol.g_c, sol.result != RESULTS.successful)
-        )
-    return sol
+    sol = vmap_batch(fn, b.ndim)(b, s_I)
+    return raise_if_failed(sol, lambda s: s.g_c) if throw else sol

@@ -21,8 +21,8 @@ from jaxtyping import Array, Float
 
 from .._chebyshev import interpolate
 from .._ensembles import GaussianEnsemble
-from .._solution import CHAOTIC, DMFTSolution, RESULTS
-from .autocorrelation import _L, profile_nodes, tau_half_from_nodes
+from .._solution import CHAOTIC, DMFTSolution, raise_if_failed, RESULTS, vmap_batch
+from .autocorrelation import profile_nodes, tau_half_from_nodes
 from .dmft import solve_dmft
 
 
@@ -47,7 +47,7 @@ class LyapunovSolution(eqx.Module):
 def _theta_at_zero(energy, args):
     # Pruefer angle at tau = 0 for energy E. args: dtau/du and U at the RK4 stage points
     # (u = 0 ... 1), the tail rate k and the first-order tail coefficient.
-    h_stages, u_stages, k, tail_c = args
+    h_stages, pot_stages, k, tail_c = args
     kappa = jnp.sqrt(jnp.maximum(k**2 - energy, 0.0))
     # Tail: w = psi'/psi = -kappa + c y_c / (2 kappa + k) to first order in y_c.
     w = -kappa + tail_c / (2.0 * kappa + k)
@@ -61,7 +61,7 @@ def _theta_at_zero(energy, args):
 
     def step(theta, i):
         h0, hm, h1 = h_stages[2 * i], h_stages[2 * i + 1], h_stages[2 * i + 2]
-        p0, pm, p1 = u_stages[2 * i], u_stages[2 * i + 1], u_stages[2 * i + 2]
+        p0, pm, p1 = pot_stages[2 * i], pot_stages[2 * i + 1], pot_stages[2 * i + 2]
         k1 = rhs(theta, h0, p0)
         k2 = rhs(theta + 0.5 * du * k1, hm, pm)
         k3 = rhs(theta + 0.5 * du * k2, hm, pm)
@@ -77,20 +77,17 @@ def _lyapunov_single(g, b, s_I, phi, d0, d_inf, regime, bulk, order, steps):
     s2 = s_I**2
     nodes = profile_nodes(g, b, s2, phi, d0, d_inf, chaotic, order)
     dtype = nodes["tau"].dtype
-    q = nodes["y"][-1]
     tau = nodes["tau"]
     h_nodes = nodes["integrand"]  # dtau/du = -integrand
     stage_u = jnp.linspace(0.0, 1.0, 2 * steps + 1, dtype=dtype)
     h_stages = interpolate(h_nodes, stage_u)
-    u_stages = interpolate(nodes["potential"], stage_u)
+    pot_stages = interpolate(nodes["potential"], stage_u)
     k = jnp.where(chaotic, nodes["tail_rate"], 1.0)
-    y_c = q * np.exp(-_L)
-    # U - k^2 ~ -g^2 [phi''] y in the tail (Price); tail_c = g^2 [phi''] y_c.
-    tail_c = g**2 * phi.gaussian_correlation(b, d0, d_inf, "ddphi") * y_c
-    tail_c = jnp.where(chaotic, tail_c, 0.0)
-    args = (h_stages, u_stages, k, tail_c)
+    # U - k^2 ~ -g^2 [phi''] y in the tail (Price); tail_c = g^2 [phi''] y_c = -3 beta y_c.
+    tail_c = jnp.where(chaotic, -3.0 * nodes["tail_beta"] * nodes["y"][0], 0.0)
+    args = (h_stages, pot_stages, k, tail_c)
     tol = 1e-7 if jnp.finfo(dtype).bits >= 64 else 3e-3  # squared below: 1e-14 / 1e-5
-    lower = jnp.min(u_stages) - 1e-3
+    lower = jnp.min(pot_stages) - 1e-3
     upper = k**2
 
     def solve(target):
@@ -157,9 +154,7 @@ def dmft_lyapunov(
         result = RESULTS.where(res == RESULTS.successful, sol.result, res)
         return eqx.tree_at(lambda s: s.result, sol, result)
 
-    for _ in range(g.ndim):
-        fn = jax.vmap(fn)  # pyright: ignore
-    sol = fn(
+    sol = vmap_batch(fn, g.ndim)(
         g,
         b,
         s_I,
@@ -169,10 +164,4 @@ def dmft_lyapunov(
         solution.bulk_radius,
         solution.result,
     )
-    if throw:
-        sol = eqx.tree_at(
-            lambda s: s.lyapunov,
-            sol,
-            sol.result.error_if(sol.lyapunov, sol.result != RESULTS.successful),
-        )
-    return sol
+    return raise_if_failed(sol, lambda s: s.lyapunov) if throw else sol
