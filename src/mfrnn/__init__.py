@@ -46,11 +46,20 @@ from ._solution import (
 )
 from ._theory import (
     Autocorrelation as Autocorrelation,
+    BoundarySolution as BoundarySolution,
     chaos_onset as chaos_onset,
     dmft_autocorrelation as dmft_autocorrelation,
     dmft_lyapunov as dmft_lyapunov,
+    fixed_point_chaos_boundary as fixed_point_chaos_boundary,
+    kappa_instability_g as kappa_instability_g,
+    kappa_instability_overlap as kappa_instability_overlap,
+    LowRankSolution as LowRankSolution,
     LyapunovSolution as LyapunovSolution,
+    PHASE_NAMES as PHASE_NAMES,
+    phase_diagram as phase_diagram,
+    PhaseDiagram as PhaseDiagram,
     solve_dmft as solve_dmft,
+    solve_lowrank as solve_lowrank,
 )
 
 

@@ -119,22 +119,23 @@ class LowRankEnsemble(AbstractEnsemble):
         ens = mfrnn.LowRankEnsemble.rank_one(sigma_mn=2.0, g=0.5)
         ```
         """
-        sm, sn = jnp.asarray(sigma_m, float), jnp.asarray(sigma_n, float)
-        if sigma_I is None:
-            mean = jnp.stack([jnp.asarray(mean_m, float), jnp.asarray(mean_n, float)])
-            cov = jnp.array([[sm**2, sigma_mn], [sigma_mn, sn**2]])
-            n_inputs = 0
+        # Every argument may be an array over a parameter grid: broadcast, then stack
+        # into `mean` (..., k) and `cov` (..., k, k).
+        with_input = sigma_I is not None
+        names = [mean_m, mean_n, sigma_m, sigma_n, sigma_mn]
+        if with_input:
+            names += [mean_I, sigma_I, sigma_mI, sigma_nI]
+        arrays = jnp.broadcast_arrays(*[jnp.asarray(x, float) for x in names])
+        if with_input:
+            mm, mn, sm, sn, smn, mI, sI, smI, snI = arrays
+            mean = jnp.stack([mm, mn, mI], axis=-1)
+            rows = [[sm**2, smn, smI], [smn, sn**2, snI], [smI, snI, sI**2]]
         else:
-            sI = jnp.asarray(sigma_I, float)
-            mean = jnp.stack([jnp.asarray(x, float) for x in (mean_m, mean_n, mean_I)])
-            cov = jnp.array(
-                [
-                    [sm**2, sigma_mn, sigma_mI],
-                    [sigma_mn, sn**2, sigma_nI],
-                    [sigma_mI, sigma_nI, sI**2],
-                ]
-            )
-            n_inputs = 1
+            mm, mn, sm, sn, smn = arrays
+            mean = jnp.stack([mm, mn], axis=-1)
+            rows = [[sm**2, smn], [smn, sn**2]]
+        cov = jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
+        n_inputs = int(with_input)
         return cls(1, mean=mean, cov=cov, n_inputs=n_inputs, g=g, bias=bias, phi=phi, tau=tau)
 
     def sample(self, n: int, *, key: PRNGKeyArray) -> LowRankNetwork:

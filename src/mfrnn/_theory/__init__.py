@@ -4,3 +4,13 @@ from .autocorrelation import (
     dmft_autocorrelation as dmft_autocorrelation,
 )
 from .lyapunov import dmft_lyapunov as dmft_lyapunov, LyapunovSolution as LyapunovSolution
+from .lowrank import LowRankSolution as LowRankSolution, solve_lowrank as solve_lowrank
+from .phase import (
+    BoundarySolution as BoundarySolution,
+    fixed_point_chaos_boundary as fixed_point_chaos_boundary,
+    kappa_instability_g as kappa_instability_g,
+    kappa_instability_overlap as kappa_instability_overlap,
+    phase_diagram as phase_diagram,
+    PHASE_NAMES as PHASE_NAMES,
+    PhaseDiagram as PhaseDiagram,
+)
