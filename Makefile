@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/mfrnn simulate --out runs/simulate
+	$(BIN)/mfrnn phase --out runs/phase
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

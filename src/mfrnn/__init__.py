@@ -6,6 +6,8 @@ from ._analysis import (
     activity_autocorrelation as activity_autocorrelation,
     activity_summary as activity_summary,
     ActivityAutocorrelation as ActivityAutocorrelation,
+    compare_lowrank as compare_lowrank,
+    LowRankComparison as LowRankComparison,
     LyapunovEstimate as LyapunovEstimate,
     lyapunov_exponents as lyapunov_exponents,
 )
@@ -53,6 +55,8 @@ from ._theory import (
     fixed_point_chaos_boundary as fixed_point_chaos_boundary,
     kappa_instability_g as kappa_instability_g,
     kappa_instability_overlap as kappa_instability_overlap,
+    LatentDynamics as LatentDynamics,
+    effective_couplings as effective_couplings,
     LowRankSolution as LowRankSolution,
     LyapunovSolution as LyapunovSolution,
     PHASE_NAMES as PHASE_NAMES,

@@ -303,6 +303,171 @@ def _onset(args) -> dict:
     }
 
 
+def _grid(text: str) -> tuple[float, float, int]:
+    try:
+        a, b, n = text.split(":")
+        lo, hi, count = float(a), float(b), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A:B:N (e.g. 0.2:3:20), got {text!r}")
+    if count < 2 or not hi > lo:
+        raise argparse.ArgumentTypeError(f"need B > A and N >= 2, got {text!r}")
+    return lo, hi, count
+
+
+def _add_lowrank_arguments(p) -> None:
+    p.add_argument("--sigma-m", type=float, default=1.0, help="std of m")
+    p.add_argument("--sigma-n", type=float, default=3.0, help="std of n")
+    p.add_argument("--mean-m", type=float, default=0.0, help="mean of m (M_m)")
+    p.add_argument("--mean-n", type=float, default=0.0, help="mean of n (M_n)")
+    p.add_argument("--phi", default="tanh", help="tanh | erf | relu | linear | shifted-tanh")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _add_lowrank(sub) -> None:
+    p = sub.add_parser(
+        "lowrank",
+        help="mean-field phase and order parameters of a rank-one + random ensemble",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--g", type=float, required=True, help="random gain")
+    p.add_argument("--sigma-mn", type=float, required=True, help="cov(m, n)")
+    _add_lowrank_arguments(p)
+    p.set_defaults(func=_lowrank)
+
+
+def _add_phase(sub) -> None:
+    p = sub.add_parser(
+        "phase",
+        help="(g, sigma_mn) phase diagram of a rank-one + random ensemble: PNG + NPZ + JSON",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--g", type=_grid, default=(0.1, 3.0, 16), help="g grid A:B:N")
+    p.add_argument("--sigma-mn", type=_grid, default=(0.0, 2.9, 16), help="sigma_mn grid A:B:N")
+    p.add_argument("--order", type=_positive_int, default=61, help="quadrature nodes")
+    p.add_argument("--out", default="runs/phase", help="output folder")
+    _add_lowrank_arguments(p)
+    p.set_defaults(func=_phase)
+
+
+def _lowrank_ensemble(args, mfrnn, g, sigma_mn, order=None):
+    kwargs = {} if order is None else {"order": order}
+    if args.phi not in ("tanh", "shifted-tanh"):
+        kwargs = {}
+    return mfrnn.LowRankEnsemble.rank_one(
+        sigma_mn=sigma_mn, sigma_m=args.sigma_m, sigma_n=args.sigma_n, mean_m=args.mean_m,
+        mean_n=args.mean_n, g=g, phi=mfrnn.nonlinearity(args.phi, **kwargs),
+    )
+
+
+def _theory_setup():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # theory in float64
+    import mfrnn
+
+    return mfrnn
+
+
+def _lowrank(args) -> dict:
+    mfrnn = _theory_setup()
+    if args.g < 0:
+        raise ValueError(f"`--g` must be non-negative, got {args.g}.")
+    start = time.perf_counter()
+    pd = mfrnn.phase_diagram(_lowrank_ensemble(args, mfrnn, args.g, args.sigma_mn))
+    ok = bool(pd.success)
+    return {
+        "command": "lowrank",
+        "g": args.g,
+        "sigma_mn": args.sigma_mn,
+        "sigma_m": args.sigma_m,
+        "sigma_n": args.sigma_n,
+        "mean_m": args.mean_m,
+        "mean_n": args.mean_n,
+        "phi": args.phi,
+        "kappa": _float_or_none(pd.kappa[0]) if ok else None,
+        "delta0": _float_or_none(pd.delta0[0]) if ok else None,
+        "delta_inf": _float_or_none(pd.delta_inf[0]) if ok else None,
+        "regime": mfrnn.PHASE_NAMES[int(pd.phase)] if ok else None,
+        "bulk_radius": _float_or_none(pd.bulk_radius),
+        "outlier": _float_or_none(pd.outlier),
+        "converged": ok,
+        "message": "" if ok else mfrnn.RESULTS[pd.result],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _phase(args) -> dict:
+    mfrnn = _theory_setup()
+    import jax.numpy as jnp
+    import numpy as np
+
+    import mfrnn.plotting
+
+    g_axis = np.linspace(*args.g)
+    s_axis = np.linspace(*args.sigma_mn)
+    if g_axis[0] < 0:
+        raise ValueError(f"`--g` must be non-negative, got {args.g}.")
+    G, S = np.meshgrid(g_axis, s_axis, indexing="ij")
+    start = time.perf_counter()
+    print(f"mfrnn phase: solving {G.size} grid points...", file=sys.stderr, flush=True)
+    ens = _lowrank_ensemble(args, mfrnn, jnp.asarray(G), jnp.asarray(S), args.order)
+    pd = mfrnn.phase_diagram(ens)
+    phase = np.asarray(pd.phase)
+    seconds = time.perf_counter() - start
+
+    # Boundaries, computed directly: the kappa-instability of the kappa = 0 state
+    # (pitchfork for g < 1, the g_BB curve above), and the chaos boundary of the
+    # heterogeneous fixed point.
+    g_fine = np.linspace(g_axis[0], g_axis[-1], 120)
+    overlap = mfrnn.kappa_instability_overlap(jnp.asarray(g_fine), ens.phi, throw=False)
+    kappa_line = np.asarray(overlap.value) - args.mean_m * args.mean_n
+    s_fine = np.linspace(s_axis[0], s_axis[-1], 60)
+    fp_ens = _lowrank_ensemble(args, mfrnn, jnp.ones_like(s_fine), jnp.asarray(s_fine), args.order)
+    chaos = mfrnn.fixed_point_chaos_boundary(fp_ens, throw=False)
+    chaos_g = np.where(np.asarray(chaos.result == mfrnn.RESULTS.successful), chaos.value, np.nan)
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = dict(
+        g=g_axis, sigma_mn=s_axis, phase=phase, kappa=np.asarray(pd.kappa[..., 0]),
+        delta0=np.asarray(pd.delta0[..., 0]), delta_inf=np.asarray(pd.delta_inf[..., 0]),
+        bulk_radius=np.asarray(pd.bulk_radius), outlier=np.asarray(pd.outlier),
+        success=np.asarray(pd.success), boundary_kappa_g=g_fine,
+        boundary_kappa_sigma_mn=kappa_line, boundary_chaos_sigma_mn=s_fine,
+        boundary_chaos_g=chaos_g,
+    )
+    np.savez(out / "phase.npz", **arrays)
+    fig = mfrnn.plotting.plot_phase_diagram(
+        g_axis, s_axis, phase, np.asarray(pd.success), mfrnn.PHASE_NAMES,
+        boundaries=[
+            ("kappa = 0 unstable (pitchfork, g_BB)", g_fine, kappa_line),
+            ("fixed point -> chaos", chaos_g, s_fine),
+        ],
+        title=f"rank one + random, sigma_m = {args.sigma_m}, sigma_n = {args.sigma_n}, "
+        f"M_m M_n = {args.mean_m * args.mean_n:g}",
+    )
+    fig.savefig(out / "phase.png", dpi=120)
+    counts = {name: int(np.sum(phase[np.asarray(pd.success)] == i))
+              for i, name in enumerate(mfrnn.PHASE_NAMES)}
+    result = {
+        "command": "phase",
+        "g": list(args.g),
+        "sigma_mn": list(args.sigma_mn),
+        "sigma_m": args.sigma_m,
+        "sigma_n": args.sigma_n,
+        "mean_m": args.mean_m,
+        "mean_n": args.mean_n,
+        "phi": args.phi,
+        "points": int(G.size),
+        "phase_counts": counts,
+        "failed_points": int(np.sum(~np.asarray(pd.success))),
+        "seconds_with_compile": seconds,
+    }
+    (out / "phase.json").write_text(json.dumps(result, indent=2))
+    result["files"] = [str(out / f) for f in ("phase.png", "phase.npz", "phase.json")]
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mfrnn", description="Recurrent rate networks: simulation and mean-field theory."
@@ -311,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_dmft(sub)
     _add_onset(sub)
+    _add_lowrank(sub)
+    _add_phase(sub)
     return parser
 
 
@@ -325,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
     else:
-        for key in ("g_c", "delta0", "delta_inf", "regime", "lyapunov", "tau_half"):
+        keys = ("g_c", "kappa", "delta0", "delta_inf", "regime", "lyapunov", "tau_half",
+                "outlier", "phase_counts", "failed_points", "seconds_with_compile")
+        for key in keys:
             if key in result:
                 print(f"{key}: {result[key]}")
         for path in result.get("files", []):

@@ -58,3 +58,49 @@ def plot_autocorrelation(
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+_PHASE_COLOURS = ("#d9d9d9", "#6baed6", "#fc9272", "#cb181d")
+
+
+def plot_phase_diagram(
+    g, sigma_mn, phase, success, names, *, boundaries=(), markers=None, title=None
+) -> Figure:
+    """Phase diagram over (g, sigma_mn): coloured regions with labels, failed cells
+    hatched grey, boundary curves and optional simulation markers.
+
+    **Arguments:** `g` (G,), `sigma_mn` (S,), `phase` and `success` (G, S), `names` the
+    phase names; `boundaries` a list of `(label, g_values, sigma_values)`; `markers` a
+    list of `(g, sigma_mn, phase)` measured in simulations (drawn in the phase colour).
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    g = np.asarray(g)
+    s = np.asarray(sigma_mn)
+    phase = np.ma.masked_where(~np.asarray(success), np.asarray(phase))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    cmap = ListedColormap(_PHASE_COLOURS[: len(names)])
+    ax.pcolormesh(g, s, phase.T, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, shading="nearest")
+    failed = ~np.asarray(success)
+    if failed.any():
+        G, S = np.meshgrid(g, s, indexing="ij")
+        ax.scatter(G[failed], S[failed], marker="x", color="k", s=12, label="not converged")
+    styles = ("k-", "k--", "k:")
+    for (label, bg, bs), style in zip(boundaries, styles):
+        ax.plot(bg, bs, style, lw=1.5, label=label)
+    if markers:
+        for mg, ms, mp in markers:
+            ax.scatter(mg, ms, s=60, color=_PHASE_COLOURS[int(mp)], edgecolor="k", zorder=3)
+        ax.scatter([], [], s=60, color="w", edgecolor="k", label="simulation (colour = phase)")
+    handles = [Patch(color=_PHASE_COLOURS[i], label=n) for i, n in enumerate(names)]
+    extra, labels = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + extra, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    ax.set_xlim(g[0], g[-1])
+    ax.set_ylim(s[0], s[-1])
+    ax.set_xlabel("g (random part)")
+    ax.set_ylabel("sigma_mn (overlap)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

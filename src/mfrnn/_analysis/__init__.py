@@ -5,3 +5,4 @@ from .dynamics import (
     lyapunov_exponents as lyapunov_exponents,
 )
 from .statistics import activity_summary as activity_summary
+from .lowrank import compare_lowrank as compare_lowrank, LowRankComparison as LowRankComparison

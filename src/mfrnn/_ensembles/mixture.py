@@ -9,7 +9,7 @@ from .._misc import check_finite, check_nonnegative, check_positive, is_concrete
 from .._networks import LowRankNetwork
 from .._nonlinearities import AbstractNonlinearity, Tanh
 from .base import AbstractEnsemble, check_covariance, check_phi, check_size, gaussian_loadings
-from .low_rank import _network_from_loadings
+from .low_rank import _network_from_loadings, loading_index
 
 
 class MixtureEnsemble(AbstractEnsemble):
@@ -94,6 +94,34 @@ class MixtureEnsemble(AbstractEnsemble):
     @property
     def n_populations(self) -> int:
         return self.fractions.shape[0]
+
+    def with_gains(self, gains) -> "MixtureEnsemble":
+        """Gain modulation: population p's transfer function becomes phi(gains[p] x).
+        Equivalent (rescale x of those units) to scaling their m and I loadings, and
+        rows of the random part, by gains[p]; this returns that ensemble for the
+        loadings. Exact for g = 0 and bias = 0 (a uniform g and bias cannot be
+        scaled per population)."""
+        gains = jnp.asarray(gains, self.means.dtype)
+        if gains.shape != self.fractions.shape:
+            raise ValueError(
+                f"`gains` must have one entry per population {self.fractions.shape}, "
+                f"got shape {gains.shape}."
+            )
+        idx = loading_index(self.rank, self.n_inputs)
+        drive = np.zeros(self.means.shape[-1], bool)
+        drive[idx["m"] + idx["I"]] = True
+        scale = jnp.where(drive[None, :], gains[:, None], 1.0)  # (P, k)
+        return MixtureEnsemble(
+            self.rank,
+            fractions=self.fractions,
+            means=self.means * scale,
+            covs=self.covs * scale[:, :, None] * scale[:, None, :],
+            n_inputs=self.n_inputs,
+            g=self.g,
+            bias=self.bias,
+            phi=self.phi,
+            tau=self.tau,
+        )
 
     def population_sizes(self, n: int) -> np.ndarray:
         """Units per population: floor(alpha_p n), remainders to the largest fractional parts."""

@@ -4,7 +4,12 @@ from .autocorrelation import (
     dmft_autocorrelation as dmft_autocorrelation,
 )
 from .lyapunov import dmft_lyapunov as dmft_lyapunov, LyapunovSolution as LyapunovSolution
-from .lowrank import LowRankSolution as LowRankSolution, solve_lowrank as solve_lowrank
+from .lowrank import (
+    effective_couplings as effective_couplings,
+    LatentDynamics as LatentDynamics,
+    LowRankSolution as LowRankSolution,
+    solve_lowrank as solve_lowrank,
+)
 from .phase import (
     BoundarySolution as BoundarySolution,
     fixed_point_chaos_boundary as fixed_point_chaos_boundary,

@@ -517,3 +517,72 @@ def solve_lowrank(
 
     sol = _map_points(one, point, batch)
     return raise_if_failed(sol, lambda s: s.kappa) if throw else sol
+
+
+# ----------------------------------------------------------------------------------
+# Reduced latent dynamics of mixtures (g = 0).
+
+
+def _input_at(args, t, n_inputs, dtype):
+    if args is None:
+        return jnp.zeros((n_inputs,), dtype)
+    return jnp.asarray(args(t) if callable(args) else args, dtype)
+
+
+class LatentDynamics(eqx.Module):
+    """The reduced latent ODE of a low-rank ensemble or mixture without random part,
+    `tau dkappa/dt = -kappa + sum_p alpha_p E_p[n phi(x)]` (THEORY.md 1.4), as a
+    diffrax vector field `(t, kappa, args)`; `args` is None, a constant input vector u,
+    or a callable `t -> u(t)`. Exact at g = 0 for the latent part of x (orthogonal
+    transients decay at rate 1/tau).
+
+    ```python
+    field = mfrnn.LatentDynamics(ens)
+    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), 0, 50, 0.1, kappa0)
+    ```
+    """
+
+    ensemble: LowRankEnsemble | MixtureEnsemble
+
+    def __check_init__(self):
+        _check_ensemble(self.ensemble)
+        g = self.ensemble.g
+        if g.ndim or (not isinstance(g, jax.core.Tracer) and float(g) != 0.0):
+            raise ValueError(
+                "`LatentDynamics` needs a scalar ensemble with g = 0: with a random part the "
+                "latent ODE is not closed (use `solve_lowrank` for its fixed points)."
+            )
+
+    def __call__(self, t, kappa: Float[Array, " rank"], args) -> Float[Array, " rank"]:
+        ens = self.ensemble
+        u = _input_at(args, t, ens.n_inputs, kappa.dtype)
+        p, _ = _points(ens, u)
+        st = _stats(p, kappa)
+        return (-kappa + _kappa_map(p, st, st.L)) / ens.tau
+
+
+def effective_couplings(
+    ensemble: LowRankEnsemble | MixtureEnsemble,
+    kappa: Float[ArrayLike, " rank"],
+    inputs: Float[ArrayLike, " n_inputs"] | None = None,
+    delta_random: ArrayLike = 0.0,
+) -> tuple[Float[Array, "rank rank"], Float[Array, "rank n_inputs"]]:
+    """Effective couplings of a mixture at the state kappa (THEORY.md 1.4):
+    `sigma~_{n_r m_r'} = sum_p alpha_p sigma^p_{n_r m_r'} <phi'>_p` and likewise
+    `sigma~_{n_r I_s}`. `<.>_p` is Gaussian with the population's mean and variance
+    `L_p + delta_random` (the random field's variance; 0 at g = 0). Scaling a
+    population's gain (`MixtureEnsemble.with_gains`) changes them through <phi'>_p.
+    """
+    p, batch = _points(ensemble, inputs)
+    if batch:
+        raise ValueError("`effective_couplings` needs an unbatched ensemble; vmap over it.")
+    kappa = jnp.asarray(kappa, p.means.dtype)
+    st = _stats(p, kappa)
+    delta = st.L + delta_random
+    gain = _per_population(lambda m, d: p.phi.gaussian_mean(m, d, "dphi"), st.mu, delta)
+    idx = loading_index(p.rank, p.n_inputs)
+    i_n = np.array(idx["n"])
+    w = (p.fractions * gain)[:, None, None]
+    nm = jnp.sum(w * p.covs[:, i_n][:, :, np.array(idx["m"])], 0)
+    nI = jnp.sum(w * p.covs[:, i_n][:, :, np.array(idx["I"], dtype=int)], 0)
+    return nm, nI
