@@ -19,11 +19,12 @@ run: $(STAMP)
 	$(BIN)/mfrnn phase --out runs/phase
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_dmft.py
+	$(BIN)/python benchmarks/bench_phase.py
 
 clean:
 	rm -rf $(VENV) runs

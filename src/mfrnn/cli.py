@@ -331,6 +331,7 @@ def _add_lowrank(sub) -> None:
     )
     p.add_argument("--g", type=float, required=True, help="random gain")
     p.add_argument("--sigma-mn", type=float, required=True, help="cov(m, n)")
+    p.add_argument("--order", type=_positive_int, default=301, help="quadrature nodes")
     _add_lowrank_arguments(p)
     p.set_defaults(func=_lowrank)
 
@@ -373,7 +374,7 @@ def _lowrank(args) -> dict:
     if args.g < 0:
         raise ValueError(f"`--g` must be non-negative, got {args.g}.")
     start = time.perf_counter()
-    pd = mfrnn.phase_diagram(_lowrank_ensemble(args, mfrnn, args.g, args.sigma_mn))
+    pd = mfrnn.phase_diagram(_lowrank_ensemble(args, mfrnn, args.g, args.sigma_mn, args.order))
     ok = bool(pd.success)
     return {
         "command": "lowrank",
