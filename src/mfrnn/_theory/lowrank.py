@@ -30,6 +30,7 @@ from jaxtyping import Array, ArrayLike, Bool, Complex, Float, Int
 
 from .._ensembles import LowRankEnsemble, MixtureEnsemble
 from .._ensembles.low_rank import loading_index
+from .._misc import is_concrete
 from .._nonlinearities import AbstractNonlinearity
 from .._solution import (
     CHAOTIC,
@@ -548,7 +549,7 @@ class LatentDynamics(eqx.Module):
     def __check_init__(self):
         _check_ensemble(self.ensemble)
         g = self.ensemble.g
-        if g.ndim or (not isinstance(g, jax.core.Tracer) and float(g) != 0.0):
+        if g.ndim or (is_concrete(g) and float(g) != 0.0):
             raise ValueError(
                 "`LatentDynamics` needs a scalar ensemble with g = 0: with a random part the "
                 "latent ODE is not closed (use `solve_lowrank` for its fixed points)."

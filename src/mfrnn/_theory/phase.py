@@ -21,6 +21,7 @@ from .lowrank import (
     _check_point,
     _fixed_point_stability,
     _kappa_scale,
+    _BATCHED,
     _map_points,
     _Point,
     _points,
@@ -214,25 +215,35 @@ def phase_diagram(
         lambda x: x.reshape((size,) + x.shape[len(batch) :]) if eqx.is_array(x) else x, point
     )
     n_dev = jax.device_count() if shard else 1
-    # Pad (repeating the last point) to a multiple of a step >= 16 that is ~1/16 of the
-    # size, and of the device count: grids of similar size share one compilation, at
-    # most ~6 % extra work.
-    step = max(16, 1 << max(0, size.bit_length() - 4))
-    padded = -(-size // step) * step
-    padded += (-padded) % n_dev
+    # Vmapped, every point holds its quadrature arrays at once: work in chunks of a
+    # size fixed by the quadrature order (~2 GB each, one compilation for all chunks).
+    # On CPU smaller chunks also waste fewer Newton steps on each chunk's slowest point.
+    order = getattr(ensemble.phi, "order", 61)
+    base = 512.0 if jax.default_backend() == "cpu" else 2900.0
+    chunk = max(16, 1 << int(np.log2(max(1.0, base * (61.0 / order) ** 2))))
+    chunk = chunk * n_dev if chunk % n_dev else chunk
+    if size > chunk:
+        padded = -(-size // chunk) * chunk
+    else:
+        # Pad to a multiple of a step >= 16 that is ~1/16 of the size (and of the device
+        # count): grids of similar size share one compilation, <= ~6 % extra work.
+        step = max(16, 1 << max(0, size.bit_length() - 4))
+        padded = -(-size // step) * step
+        padded += (-padded) % n_dev
+        chunk = padded
     pad = padded - size
-    if pad:
+    if pad:  # repeat the last point
         flat = jax.tree.map(
             lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]) if eqx.is_array(x) else x,
             flat,
         )
-    if n_dev > 1:
-        flat = eqx.tree_at(
-            lambda q: (q.fractions, q.means, q.covs, q.g, q.bias, q.inputs),
-            flat,
-            _shard((flat.fractions, flat.means, flat.covs, flat.g, flat.bias, flat.inputs), n_dev),
-        )
-    sol = _phase_flat(flat, rtol, atol, max_steps)
+    parts = []
+    for i in range(0, padded, chunk):
+        part = jax.tree.map(lambda x: x[i : i + chunk] if eqx.is_array(x) else x, flat)
+        if n_dev > 1:
+            part = eqx.tree_at(_BATCHED, part, _shard(_BATCHED(part), n_dev))
+        parts.append(_phase_flat(part, rtol, atol, max_steps))
+    sol = parts[0] if len(parts) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x), *parts)
     sol = jax.tree.map(lambda x: x[:size].reshape(batch + x.shape[1:]), sol)
     return raise_if_failed(sol, lambda s: s.kappa) if throw else sol
 
