@@ -21,6 +21,7 @@ from ._ensembles import (
 )
 from ._networks import (
     AbstractRateNetwork as AbstractRateNetwork,
+    DaleNetwork as DaleNetwork,
     DenseNetwork as DenseNetwork,
     LowRankNetwork as LowRankNetwork,
     PiecewiseConstantInput as PiecewiseConstantInput,
@@ -45,6 +46,35 @@ from ._solution import (
     OnsetSolution as OnsetSolution,
     REGIME_NAMES as REGIME_NAMES,
     RESULTS as RESULTS,
+)
+from ._tasks import (
+    AbstractTask as AbstractTask,
+    ContextDecision as ContextDecision,
+    DelayedMatchToSample as DelayedMatchToSample,
+    FiniteOscillation as FiniteOscillation,
+    FlipFlop as FlipFlop,
+    LogicGate as LogicGate,
+    make_task as make_task,
+    NeurogymTask as NeurogymTask,
+    ParametricWorkingMemory as ParametricWorkingMemory,
+    PerceptualDecision as PerceptualDecision,
+    SetResetFlipFlop as SetResetFlipFlop,
+    SineWave as SineWave,
+    TASK_NAMES as TASK_NAMES,
+    task_from_spec as task_from_spec,
+    TimeReproduction as TimeReproduction,
+)
+from ._train import (
+    evaluate as evaluate,
+    Evaluation as Evaluation,
+    fit as fit,
+    init_network as init_network,
+    load_checkpoint as load_checkpoint,
+    NetworkSpec as NetworkSpec,
+    run_trials as run_trials,
+    save_checkpoint as save_checkpoint,
+    TrainConfig as TrainConfig,
+    TrainResult as TrainResult,
 )
 from ._theory import (
     Autocorrelation as Autocorrelation,

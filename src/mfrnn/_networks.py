@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._misc import check_finite, check_positive
+from ._misc import check_finite, check_positive, is_concrete
 from ._nonlinearities import AbstractNonlinearity, Tanh
 
 
@@ -227,6 +227,80 @@ class LowRankNetwork(AbstractRateNetwork):
     def dense_matrix(self):
         J = _matvec(self.m, self.n_vectors.T) / self.n
         return J if self.J_random is None else J + self.J_random
+
+
+class DaleNetwork(AbstractRateNetwork):
+    """Dense network obeying Dale's law: column j of J has the sign `signs[j]` (+1
+    excitatory, -1 inhibitory).
+
+    - `constraint="sign"` (default): `J = |W| diag(signs)`; W is unconstrained, so
+      gradient steps can never break the law.
+    - `constraint="projection"`: `J = W`, and `project()` (called after every
+      optimiser update) zeroes the entries with the wrong sign.
+    """
+
+    W: Float[Array, "n n"]
+    signs: Float[Array, " n"]
+    constraint: str = eqx.field(static=True)
+    phi: AbstractNonlinearity
+    bias: Float[Array, " n"]
+    W_in: Float[Array, "n n_in"] | None
+    W_out: Float[Array, "n n_out"] | None
+    tau: Float[Array, ""]
+
+    def __init__(
+        self,
+        W: ArrayLike,
+        signs: ArrayLike,
+        phi: AbstractNonlinearity = Tanh(),
+        *,
+        constraint: str = "sign",
+        bias: ArrayLike | None = None,
+        W_in: ArrayLike | None = None,
+        W_out: ArrayLike | None = None,
+        tau: ArrayLike = 1.0,
+    ):
+        W = jnp.asarray(W)
+        signs = jnp.asarray(signs, dtype=W.dtype)
+        if W.ndim != 2 or W.shape[0] != W.shape[1]:
+            raise ValueError(f"`W` must be a square matrix, got shape {W.shape}.")
+        if signs.shape != (W.shape[0],):
+            raise ValueError(f"`signs` must have shape ({W.shape[0]},), got {signs.shape}.")
+        if is_concrete(signs) and not np.all(np.abs(np.asarray(signs)) == 1):
+            raise ValueError("`signs` must be +1 (excitatory) or -1 (inhibitory).")
+        if constraint not in ("sign", "projection"):
+            raise ValueError(f"`constraint` must be 'sign' or 'projection', got {constraint!r}.")
+        check_finite("W", W)
+        check_positive("tau", tau)
+        self.W = W
+        self.signs = signs
+        self.constraint = constraint
+        self.phi = phi
+        self.bias = jnp.zeros(W.shape[0], W.dtype) if bias is None else jnp.asarray(bias)
+        self.W_in = _as_optional(W_in)
+        self.W_out = _as_optional(W_out)
+        self.tau = jnp.asarray(tau, dtype=W.dtype)
+        _check_common(W.shape[0], self.bias, self.W_in, self.W_out)
+
+    def dense_matrix(self):
+        if self.constraint == "sign":
+            return jnp.abs(self.W) * self.signs[None, :]
+        return self.W
+
+    def recurrent(self, r):
+        return _matvec(self.dense_matrix(), r)
+
+    def project(self) -> "DaleNetwork":
+        """The same network with wrong-sign entries of W set to 0 (projection mode)."""
+        if self.constraint == "sign":
+            return self
+        W = jnp.where(self.W * self.signs[None, :] >= 0, self.W, 0.0)
+        return eqx.tree_at(lambda net: net.W, self, W)
+
+    def as_dense(self) -> DenseNetwork:
+        """The equivalent DenseNetwork (J formed once, e.g. before a time loop)."""
+        return DenseNetwork(self.dense_matrix(), self.phi, bias=self.bias, W_in=self.W_in,
+                            W_out=self.W_out, tau=self.tau)
 
 
 def spectral_radius(network: AbstractRateNetwork) -> float:

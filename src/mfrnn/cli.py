@@ -468,6 +468,185 @@ def _phase(args) -> dict:
     result["files"] = [str(out / f) for f in ("phase.png", "phase.npz", "phase.json")]
     return result
 
+# Published stopping criteria per task (TASKS.md): MSE tasks stop at a loss, decision
+# tasks at an accuracy.
+_TRAIN_TARGETS = {
+    "and": ("loss", 1e-3), "or": ("loss", 1e-3), "xor": ("loss", 1e-3), "not": ("loss", 1e-3),
+    "flipflop1": ("loss", 1e-3), "flipflop3": ("loss", 9e-3),
+    "time_reproduction": ("loss", 1e-3), "oscillation": ("loss", 1e-3), "sine": ("loss", 5e-2),
+    "perceptual_decision": ("accuracy", 0.85), "context_decision": ("accuracy", 0.9),
+    "match_to_sample": ("accuracy", 0.9), "parametric_wm": ("accuracy", 0.85),
+}
+
+
+def _task_argument(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.replace("-", "_"), float(value)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train networks on a task (optax); writes checkpoint, metrics JSON, plots",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--task", required=True, help="task name (see `mfrnn train --list`)")
+    p.add_argument("--n", type=_positive_int, default=128, help="number of units")
+    p.add_argument("--rank", type=_positive_int, default=None, help="low-rank J = m n^T / N")
+    p.add_argument("--dale", nargs="?", const="sign", default=None,
+                   choices=["sign", "projection"], help="Dale's law (E/I columns)")
+    p.add_argument("--frac-e", type=float, default=0.8, help="Dale: excitatory fraction")
+    p.add_argument("--seeds", type=_positive_int, default=1, help="members trained at once")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--g", type=float, default=None,
+                   help="initial random gain (default 0.9; 0 for low rank)")
+    p.add_argument("--phi", default="tanh")
+    p.add_argument("--tau", type=float, default=100.0, help="time constant (ms)")
+    p.add_argument("--steps", type=_positive_int, default=2000, help="maximum steps")
+    p.add_argument("--batch", type=_positive_int, default=64)
+    p.add_argument("--lr", type=float, nargs="+", default=[1e-3],
+                   help="Adam learning rate(s); several train one member each per seed")
+    p.add_argument("--loss", choices=["mse", "xent"], default="mse")
+    p.add_argument("--train", nargs="+", default=None,
+                   help="parameters that learn: J m n W_in W_out bias")
+    p.add_argument("--noise-std", type=float, default=0.0, help="recurrent noise")
+    p.add_argument("--l2-rates", type=float, default=0.0)
+    p.add_argument("--l2-weights", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--solver", choices=["euler", "diffrax"], default="euler")
+    p.add_argument("--target-accuracy", type=float, default=None,
+                   help="stop a member at this accuracy (default: the task's criterion)")
+    p.add_argument("--target-loss", type=float, default=None)
+    p.add_argument("--eval-every", type=_positive_int, default=50)
+    p.add_argument("--checkpoint-every", type=_positive_int, default=100)
+    p.add_argument("--task-arg", type=_task_argument, action="append", default=[],
+                   metavar="KEY=VALUE", help="task timing override, e.g. stimulus=400")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over even if DIR holds a checkpoint (default: resume)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default="runs/train", help="output folder")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.set_defaults(func=_train)
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained checkpoint on fresh trials; writes JSON and plots",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("dir", help="a folder written by `mfrnn train`")
+    p.add_argument("--trials", type=_positive_int, default=512)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.set_defaults(func=_evaluate)
+
+
+def _train(args) -> dict:
+    import mfrnn
+
+    task = mfrnn.make_task(args.task, **dict(args.task_arg))
+    g = args.g if args.g is not None else (0.0 if args.rank else 0.9)
+    spec = mfrnn.NetworkSpec(n=args.n, rank=args.rank, dale=args.dale, frac_e=args.frac_e,
+                             g=g, phi=args.phi, tau=args.tau)
+    kind, value = _TRAIN_TARGETS[args.task.lower()]
+    target_accuracy = args.target_accuracy
+    target_loss = args.target_loss
+    if target_accuracy is None and target_loss is None:
+        target_accuracy, target_loss = (value, None) if kind == "accuracy" else (None, value)
+    train = tuple(args.train) if args.train else (("J", "W_in", "W_out", "bias"))
+    config = mfrnn.TrainConfig(
+        learning_rate=tuple(args.lr) if len(args.lr) > 1 else args.lr[0],
+        n_steps=args.steps, batch_size=args.batch, loss=args.loss, train=train,
+        grad_clip=args.grad_clip if args.grad_clip > 0 else None, l2_rates=args.l2_rates,
+        l2_weights=args.l2_weights, noise_std=args.noise_std, solver=args.solver,
+        target_accuracy=target_accuracy, target_loss=target_loss,
+        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
+    )
+    out = pathlib.Path(args.out)
+    checkpoint = out / "checkpoint.mfrnn"
+    if args.fresh and checkpoint.exists():
+        checkpoint.unlink()
+    resumed = checkpoint.exists()
+    print(f"mfrnn train: {task.name}, {spec.n} units, {args.seeds * len(args.lr)} member(s)"
+          + (f", resuming from {checkpoint}" if resumed else ""), file=sys.stderr, flush=True)
+    result = mfrnn.fit(task, spec, config, seed=args.seed, n_seeds=args.seeds,
+                       checkpoint=checkpoint, resume=True, progress=not args.no_progress)
+    summary = _write_evaluation(mfrnn, result, out, trials=512, seed=args.seed + 1)
+    summary.update(command="train", resumed=resumed)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    summary["files"] = [str(out / f) for f in ("checkpoint.mfrnn", "metrics.json")] + summary.pop("plots")
+    return summary
+
+
+def _evaluate(args) -> dict:
+    import mfrnn
+
+    folder = pathlib.Path(args.dir)
+    result = mfrnn.load_checkpoint(folder / "checkpoint.mfrnn")
+    summary = _write_evaluation(mfrnn, result, folder, trials=args.trials, seed=args.seed,
+                                prefix="eval_")
+    summary["command"] = "evaluate"
+    (folder / "evaluation.json").write_text(json.dumps(summary, indent=2))
+    summary["files"] = [str(folder / "evaluation.json")] + summary.pop("plots")
+    return summary
+
+
+def _write_evaluation(mfrnn, result, out, *, trials, seed, prefix="") -> dict:
+    """Evaluate every member on fresh trials; plot the best one. Returns the summary."""
+    import jax.random as jr
+    import numpy as np
+
+    import mfrnn.plotting
+
+    task, config = result.task, result.config
+    members = []
+    evaluations = []
+    for i in range(result.n_members):
+        ev = mfrnn.evaluate(result.member(i), task, key=jr.key(seed), batch=trials,
+                            loss=config.loss, noise_std=config.noise_std)
+        evaluations.append(ev)
+        members.append(dict(
+            member=i, learning_rate=result.learning_rates[i], accuracy=ev.accuracy,
+            loss=None if np.isnan(ev.loss) else ev.loss,
+            steps_to_criterion=result.steps_to_criterion[i], by_condition=ev.by_condition,
+        ))
+    best = int(np.argmax([ev.accuracy for ev in evaluations]))
+    ev = evaluations[best]
+    plots = []
+    fig = mfrnn.plotting.plot_training(result.history, title=task.name)
+    plots.append(out / f"{prefix}loss.png")
+    fig.savefig(plots[-1], dpi=110)
+    fig = mfrnn.plotting.plot_trials(ev.u, ev.y, ev.mask, ev.z, dt=task.dt,
+                                     title=f"{task.name}, member {best}")
+    plots.append(out / f"{prefix}trials.png")
+    fig.savefig(plots[-1], dpi=110)
+    if ev.chose_plus is not None and "coherence" in ev.info:
+        groups = ev.info.get("context")
+        fig = mfrnn.plotting.plot_psychometric(
+            ev.info["coherence"], ev.chose_plus, groups=groups,
+            group_names=None if groups is None else ["motion context", "colour context"],
+            xlabel="signed coherence of the relevant input (%)", title=task.name)
+        plots.append(out / f"{prefix}psychometric.png")
+        fig.savefig(plots[-1], dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return dict(
+        task=task.spec(), network=dataclasses_asdict(result.spec), step=result.step,
+        seconds=result.seconds, compile_seconds=result.compile_seconds,
+        history=result.history, best_member=best, accuracy=members[best]["accuracy"],
+        members=members, plots=[str(p) for p in plots],
+    )
+
+
+def dataclasses_asdict(x) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(x)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -479,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_onset(sub)
     _add_lowrank(sub)
     _add_phase(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
     return parser
 
 
@@ -494,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
     else:
         keys = ("g_c", "kappa", "delta0", "delta_inf", "regime", "lyapunov", "tau_half",
-                "outlier", "phase_counts", "failed_points", "seconds_with_compile")
+                "outlier", "phase_counts", "failed_points", "seconds_with_compile", "step",
+                "accuracy", "best_member")
         for key in keys:
             if key in result:
                 print(f"{key}: {result[key]}")

@@ -104,3 +104,107 @@ def plot_phase_diagram(
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_training(history: dict, *, title: str | None = None) -> Figure:
+    """Loss and accuracy on the evaluation batch against the training step, one line
+    per member (`fit`'s `history`)."""
+    steps = np.asarray(history["step"])
+    loss = np.asarray(history["loss"], float)
+    acc = np.asarray(history["accuracy"], float)
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for i in range(loss.shape[1]):
+        ax_l.semilogy(steps, loss[:, i], lw=1, label=f"member {i}")
+        ax_a.plot(steps, acc[:, i], lw=1)
+    ax_l.set_xlabel("step")
+    ax_l.set_ylabel("evaluation loss")
+    ax_a.set_xlabel("step")
+    ax_a.set_ylabel("accuracy")
+    ax_a.set_ylim(-0.02, 1.02)
+    if loss.shape[1] <= 8:
+        ax_l.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trials(u, y, mask, z, *, dt: float = 1.0, n_trials: int = 4,
+                title: str | None = None) -> Figure:
+    """Example trials: inputs (top) and outputs with their targets (bottom; dashed
+    target, grey where the loss does not score)."""
+    u, y, mask, z = (np.asarray(a) for a in (u, y, mask, z))
+    n = min(n_trials, u.shape[0])
+    t = dt * (np.arange(u.shape[1]) + 1)
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 4.5), sharex=True, squeeze=False)
+    for j in range(n):
+        axes[0, j].plot(t, u[j], lw=1)
+        axes[0, j].set_title(f"trial {j}", fontsize=9)
+        for o in range(z.shape[-1]):
+            line, = axes[1, j].plot(t, z[j, :, o], lw=1.2)
+            if o < y.shape[-1] and y.shape[-1] == z.shape[-1]:
+                axes[1, j].plot(t, np.where(mask[j, :, o] > 0, y[j, :, o], np.nan), "--",
+                                color=line.get_color(), lw=1)
+        unscored = np.all(mask[j] == 0, axis=-1)
+        axes[1, j].fill_between(t, 0, 1, where=unscored, color="0.85", alpha=0.6,
+                                transform=axes[1, j].get_xaxis_transform(), lw=0)
+        axes[1, j].set_xlabel("time (ms)")
+    axes[0, 0].set_ylabel("input")
+    axes[1, 0].set_ylabel("output (dashed: target)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_psychometric(signed_coherence, chose_plus, *, xlabel: str = "signed coherence (%)",
+                      groups=None, group_names=None, title: str | None = None) -> Figure:
+    """Fraction of +1 choices against signed evidence, optionally one curve per group
+    (e.g. context)."""
+    c = np.asarray(signed_coherence, float)
+    chose = np.asarray(chose_plus, float)
+    groups = np.zeros_like(c) if groups is None else np.asarray(groups)
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    for gi, g in enumerate(np.unique(groups)):
+        sel = groups == g
+        levels = np.unique(c[sel])
+        frac = [np.mean(chose[sel & (c == v)]) for v in levels]
+        label = None if group_names is None else group_names[gi]
+        ax.plot(levels, frac, "o-", label=label)
+    ax.axhline(0.5, color="0.7", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("P(choice = +1)")
+    ax.set_ylim(-0.02, 1.02)
+    if group_names is not None:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_eigenvalues(eigenvalues, *, radius: float | None = None, n_label: int = 0,
+                     title: str | None = None) -> Figure:
+    """Eigenvalues of a connectivity matrix in the complex plane, with the unit circle
+    (instability of x = 0 for tanh) and optionally a bulk radius; the `n_label`
+    largest in real part are highlighted (the dominant modes of a trained network)."""
+    ev = np.asarray(eigenvalues)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(ev.real, ev.imag, s=6, color="0.3")
+    if n_label:
+        top = ev[np.argsort(-ev.real)[:n_label]]
+        ax.scatter(top.real, top.imag, s=30, facecolors="none", edgecolors="C3",
+                   label=f"{n_label} largest Re")
+        ax.legend(fontsize=8)
+    theta = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(theta), np.sin(theta), "--", color="C0", lw=1)
+    if radius is not None:
+        ax.plot(radius * np.cos(theta), radius * np.sin(theta), ":", color="C1", lw=1)
+    ax.axvline(1.0, color="C0", lw=0.5)
+    ax.set_aspect("equal")
+    ax.set_xlabel("Re")
+    ax.set_ylabel("Im")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
