@@ -334,8 +334,9 @@ def evaluate_members(models, task, config, key, batch):
     return eqx.filter_vmap(member)(models)
 
 
-def _member_keys(seed: int, n_members: int) -> PRNGKeyArray:
-    return jr.split(jr.key(seed), n_members)
+def _member_keys(seed: int, n_members: int) -> Array:
+    # fold_in, not split: member i's stream does not depend on how many members run.
+    return jax.vmap(lambda i: jr.fold_in(jr.key(seed), i))(jnp.arange(n_members))
 
 
 def init_members(task, spec, config, seed, n_seeds):
@@ -380,6 +381,7 @@ class TrainResult:
     steps_to_criterion: list
     seconds: float = 0.0
     compile_seconds: float = 0.0
+    x64: bool = dataclasses.field(default_factory=lambda: bool(jax.config.jax_enable_x64))
 
     @property
     def n_members(self) -> int:
@@ -542,6 +544,7 @@ def save_checkpoint(path: str | os.PathLike, result: TrainResult) -> None:
         config=dataclasses.asdict(result.config), seed=result.seed, n_seeds=result.n_seeds,
         step=result.step, history=result.history, steps_to_criterion=result.steps_to_criterion,
         seconds=result.seconds, compile_seconds=result.compile_seconds,
+        x64=bool(jax.config.jax_enable_x64),
     )
     blob = json.dumps(header).encode()
     tmp = path.with_name(path.name + ".tmp")
@@ -583,12 +586,14 @@ def load_checkpoint(path: str | os.PathLike) -> TrainResult:
             )
         except Exception as e:
             raise ValueError(f"Checkpoint {str(path)!r} does not match its header: {e}") from e
-    return TrainResult(
+    result = TrainResult(
         task=task, spec=spec, config=config, seed=header["seed"], n_seeds=header["n_seeds"],
         models=models, opt_states=opt_states, done=done, step=header["step"],
         history=header["history"], steps_to_criterion=header["steps_to_criterion"],
         seconds=header["seconds"], compile_seconds=header["compile_seconds"],
     )
+    result.x64 = header["x64"]
+    return result
 
 
 def _check_same_run(result, task, spec, config, seed, n_seeds):
@@ -603,6 +608,9 @@ def _check_same_run(result, task, spec, config, seed, n_seeds):
         mismatches.append("training config")
     if (result.seed, result.n_seeds) != (seed, n_seeds):
         mismatches.append("seed / n_seeds")
+    if result.x64 != bool(jax.config.jax_enable_x64):
+        # Trials are drawn in the default float dtype: another x64 setting, other data.
+        mismatches.append("jax_enable_x64 setting")
     if mismatches:
         raise ValueError(
             f"Incompatible checkpoint: its {', '.join(mismatches)} differ from this run's; "

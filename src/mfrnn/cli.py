@@ -479,11 +479,13 @@ _TRAIN_TARGETS = {
 }
 
 
-def _task_argument(text: str) -> tuple[str, float]:
+def _task_argument(text: str) -> tuple[str, float | int]:
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), float(value)
+    key = key.replace("-", "_")
+    # Counts (n_turns, n_bits, n_slots, n_freqs) are integers; durations are floats.
+    return key, int(float(value)) if key.startswith("n_") else float(value)
 
 
 def _add_train(sub) -> None:
@@ -526,6 +528,8 @@ def _add_train(sub) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="start over even if DIR holds a checkpoint (default: resume)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--x64", action="store_true",
+                   help="jax_enable_x64 (trials drawn in float64; resume needs the same)")
     p.add_argument("--out", default="runs/train", help="output folder")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(func=_train)
@@ -545,6 +549,10 @@ def _add_evaluate(sub) -> None:
 
 
 def _train(args) -> dict:
+    if args.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     import mfrnn
 
     task = mfrnn.make_task(args.task, **dict(args.task_arg))
@@ -586,6 +594,10 @@ def _evaluate(args) -> dict:
 
     folder = pathlib.Path(args.dir)
     result = mfrnn.load_checkpoint(folder / "checkpoint.mfrnn")
+    if result.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     summary = _write_evaluation(mfrnn, result, folder, trials=args.trials, seed=args.seed,
                                 prefix="eval_")
     summary["command"] = "evaluate"

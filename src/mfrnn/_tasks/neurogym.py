@@ -8,6 +8,8 @@ to the device; `sample` draws trials from the pool inside jit. `ngym.Dataset` is
 used: it cuts windows across trials and has no mask.
 """
 
+import contextlib
+import warnings
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -21,13 +23,24 @@ from .base import AbstractTask
 
 def _import_neurogym():
     try:
-        import neurogym
+        with _quiet_gymnasium():
+            import neurogym
     except ImportError as e:
         raise ImportError(
             "The neurogym adapter needs neurogym: `pip install mfrnn[neurogym]` "
             "(neurogym 2.2.0 needs no torch)."
         ) from e
     return neurogym
+
+
+@contextlib.contextmanager
+def _quiet_gymnasium():
+    """gymnasium warns about neurogym's env metadata (render_modes) at registration, and
+    neurogym's pinned dependencies raise deprecation warnings on import."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"gymnasium(\..*)?")
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 class NeurogymTask(AbstractTask):
@@ -76,7 +89,8 @@ class NeurogymTask(AbstractTask):
         if not isinstance(n_trials, int) or n_trials < 1:
             raise ValueError(f"`n_trials` must be a positive integer, got {n_trials!r}.")
         env_kwargs = tuple(sorted(dict(env_kwargs).items()))
-        env = ngym.make(env_id, dt=dt, **dict(env_kwargs)).unwrapped
+        with _quiet_gymnasium():
+            env = ngym.make(env_id, dt=dt, **dict(env_kwargs)).unwrapped
         env.seed(seed)
         obs, gts, decision, infos = [], [], [], []
         fix = env.observation_space.name.get("fixation") if hasattr(

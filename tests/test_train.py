@@ -1,0 +1,179 @@
+"""Training mechanics: Dale's law, diffrax vs scan, vmapped members, checkpoints that
+resume exactly (in-process and after a real SIGKILL), bad input."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import mfrnn
+from mfrnn import cli
+
+
+FF = dict(first=100.0, pulse=100.0, gap=300.0, n_turns=3, grace=100.0)
+
+
+def _flipflop():
+    return mfrnn.SetResetFlipFlop(**FF)
+
+
+@pytest.mark.parametrize("constraint", ["sign", "projection"])
+def test_dale_law_holds_exactly_after_training(constraint):
+    task = mfrnn.PerceptualDecision(fixation=60.0, stimulus=200.0, delay=40.0, decision=60.0)
+    spec = mfrnn.NetworkSpec(n=40, dale=constraint)
+    # Two learning rates train as two vmapped members.
+    config = mfrnn.TrainConfig(n_steps=40, batch_size=16, learning_rate=(3e-2, 1e-2),
+                               eval_every=20)
+    result = mfrnn.fit(task, spec, config)
+    assert result.n_members == 2 and result.learning_rates == [3e-2, 1e-2]
+    assert np.all(np.asarray(result.member(1).dense_matrix() * result.member(1).signs) >= 0)
+    net = result.member(0)
+    init = mfrnn.init_network(task, spec, key=jr.fold_in(jr.fold_in(jr.key(0), 0), -1 % 2**31))
+    assert isinstance(net, mfrnn.DaleNetwork)
+    J = np.asarray(net.dense_matrix())
+    signs = np.asarray(net.signs)
+    assert np.sum(signs > 0) == 32
+    assert np.all(J * signs[None, :] >= 0)  # every column keeps its sign
+    assert np.max(np.abs(J - np.asarray(init.dense_matrix()))) > 1e-3  # it did learn
+    if constraint == "projection":
+        assert np.sum(J == 0) > 0  # the projection was active
+
+
+def test_diffrax_path_matches_euler_scan(getkey):
+    task = mfrnn.PerceptualDecision(dt=20.0, fixation=40.0, stimulus=200.0, delay=20.0,
+                                    decision=60.0)
+    spec = mfrnn.NetworkSpec(n=24)
+    net = mfrnn.init_network(task, spec, key=getkey(), dtype=jnp.float64)
+    u, y, mask, info = task.sample(getkey(), 4)
+
+    def loss(net, solver):
+        z, _ = mfrnn.run_trials(net, u, dt=task.dt, solver=solver)
+        return jnp.mean((z - y) ** 2), z
+
+    (l_e, z_e), g_e = eqx.filter_value_and_grad(loss, has_aux=True)(net, "euler")
+    (l_d, z_d), g_d = eqx.filter_value_and_grad(loss, has_aux=True)(net, "diffrax")
+    np.testing.assert_allclose(z_d, z_e, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(g_d.J, g_e.J, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(g_d.W_in, g_e.W_in, rtol=1e-8, atol=1e-14)
+    # The scan's gradient is right: finite differences along a random direction.
+    direction = jr.normal(getkey(), net.J.shape)
+    eps = 1e-6
+    plus = eqx.tree_at(lambda m: m.J, net, net.J + eps * direction)
+    minus = eqx.tree_at(lambda m: m.J, net, net.J - eps * direction)
+    fd = (loss(plus, "euler")[0] - loss(minus, "euler")[0]) / (2 * eps)
+    np.testing.assert_allclose(jnp.sum(g_e.J * direction), fd, rtol=1e-6)
+
+
+def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
+    task = _flipflop()
+    spec = mfrnn.NetworkSpec(n=32)
+    config = mfrnn.TrainConfig(n_steps=30, batch_size=16, learning_rate=1e-2, eval_every=5,
+                               checkpoint_every=10, noise_std=0.05)
+    full = mfrnn.fit(task, spec, config, n_seeds=2)
+    # Member i of a vmapped run is the run of seed i alone: vmap changes only speed.
+    alone = mfrnn.fit(task, spec, config, n_seeds=1)
+    np.testing.assert_allclose(full.member(0).J, alone.member(0).J, rtol=1e-5, atol=1e-6)
+    assert np.max(np.abs(full.member(1).J - full.member(0).J)) > 1e-2
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_25(result):
+        if result.step == 25:
+            raise Killed
+
+    path = tmp_path / "run.mfrnn"
+    with pytest.raises(Killed):
+        mfrnn.fit(task, spec, config, n_seeds=2, checkpoint=path, callback=kill_at_25)
+    assert mfrnn.load_checkpoint(path).step == 20  # steps 21-25 are lost
+    resumed = mfrnn.fit(task, spec, config, n_seeds=2, checkpoint=path, resume=True)
+    assert resumed.step == 30
+    assert eqx.tree_equal(resumed.models, full.models)
+    assert eqx.tree_equal(resumed.opt_states, full.opt_states)
+    assert resumed.history["loss"] == full.history["loss"]
+    # The file round-trips: same arrays, task and settings, no pickled code.
+    loaded = mfrnn.load_checkpoint(path)
+    assert eqx.tree_equal(loaded.models, full.models)
+    assert loaded.task == task and loaded.spec == spec and loaded.config == config
+    assert b"pickle" not in path.read_bytes()[:4096]
+
+
+def _header(path):
+    data = pathlib.Path(path).read_bytes()
+    start = data.index(b"\n") + 1
+    size = int.from_bytes(data[start:start + 8], "little")
+    return json.loads(data[start + 8:start + 8 + size])
+
+
+def test_cli_train_killed_and_resumed_equals_uninterrupted(tmp_path):
+    args = ["train", "--task", "flipflop1", "--n", "24", "--batch", "8", "--lr", "1e-2",
+            "--eval-every", "5", "--checkpoint-every", "5", "--target-loss", "1e-12",
+            "--no-progress", "--steps", "40", "--x64"]  # the tests run with x64
+    for key, value in FF.items():
+        args += ["--task-arg", f"{key}={value}"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert cli.main(args + ["--out", str(whole)]) == 0
+
+    proc = subprocess.Popen([sys.executable, "-m", "mfrnn", *args, "--out", str(killed),
+                             "--steps", "100000"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = killed / "checkpoint.mfrnn"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if ckpt.exists() and _header(ckpt)["step"] >= 10:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = _header(ckpt)["step"]
+    assert 10 <= step < 40, step
+    assert cli.main(args + ["--out", str(killed), "--steps", "40", "--json"]) == 0
+    a = mfrnn.load_checkpoint(whole / "checkpoint.mfrnn")
+    b = mfrnn.load_checkpoint(ckpt)
+    assert a.step == b.step == 40
+    assert eqx.tree_equal(a.models, b.models)
+    metrics = json.loads((killed / "metrics.json").read_text())
+    assert metrics["resumed"] and metrics["step"] == 40
+    for name in ("loss.png", "trials.png"):
+        assert (killed / name).stat().st_size > 1000
+    # `mfrnn evaluate DIR` reloads it and writes its own files.
+    assert cli.main(["evaluate", str(killed), "--trials", "64"]) == 0
+    evaluation = json.loads((killed / "evaluation.json").read_text())
+    assert evaluation["members"][0]["by_condition"]
+
+
+def test_bad_training_input(tmp_path):
+    task = _flipflop()
+    with pytest.raises(ValueError, match="`n`"):
+        mfrnn.NetworkSpec(n=-5)
+    with pytest.raises(ValueError, match="rank"):
+        mfrnn.NetworkSpec(n=10, rank=20)
+    with pytest.raises(ValueError, match="batch_size"):
+        mfrnn.TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        mfrnn.TrainConfig(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="xent"):
+        mfrnn.fit(task, mfrnn.NetworkSpec(n=8), mfrnn.TrainConfig(loss="xent"))
+    with pytest.raises(ValueError, match="low-rank"):
+        mfrnn.fit(task, mfrnn.NetworkSpec(n=8), mfrnn.TrainConfig(train=("m",)))
+    with pytest.raises(ValueError, match="not an mfrnn checkpoint"):
+        (tmp_path / "junk").write_bytes(b"hello")
+        mfrnn.load_checkpoint(tmp_path / "junk")
+    # A checkpoint of another network cannot be resumed by this run.
+    path = tmp_path / "ff.mfrnn"
+    config = mfrnn.TrainConfig(n_steps=2, batch_size=4, eval_every=1)
+    mfrnn.fit(task, mfrnn.NetworkSpec(n=8), config, checkpoint=path)
+    with pytest.raises(ValueError, match="Incompatible checkpoint.*network spec"):
+        mfrnn.fit(task, mfrnn.NetworkSpec(n=9), config, checkpoint=path, resume=True)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--task", "nope", "--out", str(tmp_path / "x")])
