@@ -9,11 +9,11 @@ Cases (issue #5):
   Ostojic-lab low-rank tutorial;
 - context-dependent decision, dense J, N = 512, 83 steps a trial, same epochs.
 
-Both sides: float32, masked MSE, Adam (lr 1e-3 rank one / 5e-4 dense), global-norm
-clipping at 1, no recurrent noise. Reported: seconds per epoch (best of `--repeats`
-after compilation), compile time, and time to criterion (held-out accuracy >= 85 %
-for the decision task, >= 90 % context; evaluated every epoch on 512 trials; includes
-compilation). mfrnn samples trials inside its jitted step; PyTorch gets the same
+Both sides: float32, masked MSE, Adam (lr 1e-2 rank one / 5e-4 dense), global-norm
+clipping at 1, no recurrent noise. Reported: seconds per epoch (best over the epochs
+run, after compilation), compile time, and time to criterion (held-out accuracy >= 85 %
+at coherence >= 12.8 % for the decision task, >= 90 % for context; evaluated every
+epoch on 512 trials; includes compilation). mfrnn samples trials inside its jitted step; PyTorch gets the same
 trials pre-generated as tensors (its data time is not counted). torch is optional:
 without it the PyTorch column is skipped.
 """
@@ -45,7 +45,7 @@ BATCH = 32
 EPOCH_BATCHES = 25  # 800 trials
 
 
-def _mfrnn_side(task, spec, config, epochs_max, target, repeats):
+def _mfrnn_side(task, spec, config, epochs_max, target):
     models, opt_states, keys, filter_spec, optim = init_members(task, spec, config, 0, 1)
     done = jnp.zeros(1, bool)
     eval_key = jr.key(12345)
@@ -73,7 +73,8 @@ def _mfrnn_side(task, spec, config, epochs_max, target, repeats):
         epochs += 1
         member = jax.tree_util.tree_map(lambda x: x[0] if eqx.is_array(x) else x, models)
         ev = mfrnn.evaluate(member, task, key=eval_key, batch=512)
-        if ev.accuracy >= target:
+        acc = _criterion_accuracy(ev.correct, ev.info)
+        if acc >= target:
             reached = epochs
             break
     to_criterion = time.perf_counter() - t0
@@ -82,11 +83,21 @@ def _mfrnn_side(task, spec, config, epochs_max, target, repeats):
     return dict(
         seconds_per_epoch=steady, compile_seconds=compile_s, epochs_to_criterion=reached,
         seconds_to_criterion=(to_criterion + compile_s) if reached else None,
-        final_accuracy=ev.accuracy, epochs_run=epochs,
+        final_accuracy=acc, epochs_run=epochs,
     )
 
 
-def _torch_side(task, spec, config, epochs_max, target, repeats, seed=0):
+def _criterion_accuracy(correct, info):
+    """Accuracy on the trials the criterion counts: |coherence| >= 12.8 % for the
+    perceptual decision (the issue's criterion; 0 % is chance by construction), all
+    trials for the context task."""
+    correct = np.asarray(correct)
+    if "coh_relevant" in info or "coherence" not in info:
+        return float(np.mean(correct))
+    return float(np.mean(correct[np.abs(np.asarray(info["coherence"])) >= 12.8]))
+
+
+def _torch_side(task, spec, config, epochs_max, target, seed=0):
     torch.manual_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
     n, alpha = spec.n, task.dt / spec.tau
@@ -124,11 +135,11 @@ def _torch_side(task, spec, config, epochs_max, target, repeats, seed=0):
 
     def batches(epoch):
         u, y, mask, info = task.sample(jr.key(1000 + epoch), BATCH * EPOCH_BATCHES)
-        to = lambda a: torch.from_numpy(np.asarray(a, np.float32))
+        to = lambda a: torch.from_numpy(np.array(a, np.float32))
         return to(u), to(y), to(mask)
 
     ev_u, ev_y, ev_mask, ev_info = task.sample(jr.key(12345), 512)
-    ev_u_t = torch.from_numpy(np.asarray(ev_u, np.float32))
+    ev_u_t = torch.from_numpy(np.array(ev_u, np.float32))
 
     def epoch(u, y, mask):
         for b in range(EPOCH_BATCHES):
@@ -140,21 +151,23 @@ def _torch_side(task, spec, config, epochs_max, target, repeats, seed=0):
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             opt.step()
 
-    per_epoch, reached, epochs = [], None, 0
+    per_epoch, reached, epochs, data_seconds = [], None, 0, 0.0
     t0 = time.perf_counter()
     while epochs < epochs_max:
+        td = time.perf_counter()
         u, y, mask = batches(epochs)
+        data_seconds += time.perf_counter() - td  # not counted: PyTorch gets data for free
         te = time.perf_counter()
         epoch(u, y, mask)
         per_epoch.append(time.perf_counter() - te)
         epochs += 1
         with torch.no_grad():
             z = forward(ev_u_t).numpy()
-        acc = float(np.mean(np.asarray(task.accuracy(jnp.asarray(z), ev_y, ev_mask, ev_info))))
+        acc = _criterion_accuracy(task.accuracy(jnp.asarray(z), ev_y, ev_mask, ev_info), ev_info)
         if acc >= target:
             reached = epochs
             break
-    to_criterion = time.perf_counter() - t0
+    to_criterion = time.perf_counter() - t0 - data_seconds
     return dict(seconds_per_epoch=min(per_epoch), epochs_to_criterion=reached,
                 seconds_to_criterion=to_criterion if reached else None, final_accuracy=acc,
                 epochs_run=epochs)
@@ -163,13 +176,12 @@ def _torch_side(task, spec, config, epochs_max, target, repeats, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs (smoke run)")
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/train.json")
     args = parser.parse_args()
     epochs_max = 2 if args.quick else 40
     cases = [
         ("perceptual_decision_rank1_N500", mfrnn.PerceptualDecision(),
-         mfrnn.NetworkSpec(n=500, rank=1, g=0.0), 1e-3, ("J", "W_in", "W_out"), 0.85),
+         mfrnn.NetworkSpec(n=500, rank=1, g=0.0), 1e-2, ("J", "W_in", "W_out"), 0.85),
         ("context_decision_dense_N512", mfrnn.ContextDecision(),
          mfrnn.NetworkSpec(n=512, g=0.9), 5e-4, ("J", "W_in", "W_out", "bias"), 0.90),
     ]
@@ -178,13 +190,13 @@ def main():
         config = mfrnn.TrainConfig(learning_rate=lr, batch_size=BATCH, train=train,
                                    n_steps=10**9)
         print(f"{name}: mfrnn...", flush=True)
-        ours = _mfrnn_side(task, spec, config, epochs_max, target, args.repeats)
+        ours = _mfrnn_side(task, spec, config, epochs_max, target)
         print(f"  {ours}", flush=True)
         row = dict(task=task.spec(), n=spec.n, rank=spec.rank, steps_per_trial=task.n_steps,
                    trials_per_epoch=BATCH * EPOCH_BATCHES, target_accuracy=target, mfrnn=ours)
         if torch is not None:
             print(f"{name}: torch...", flush=True)
-            theirs = _torch_side(task, spec, config, epochs_max, target, args.repeats)
+            theirs = _torch_side(task, spec, config, epochs_max, target)
             print(f"  {theirs}", flush=True)
             row["torch"] = theirs
             row["speedup_per_epoch"] = theirs["seconds_per_epoch"] / ours["seconds_per_epoch"]

@@ -27,14 +27,16 @@ def _flipflop():
     return mfrnn.SetResetFlipFlop(**FF)
 
 
-@pytest.mark.parametrize("constraint", ["sign", "projection"])
-def test_dale_law_holds_exactly_after_training(constraint):
+@pytest.mark.parametrize("constraint, loss", [("sign", "mse"), ("projection", "xent")])
+def test_dale_law_holds_exactly_after_training(constraint, loss):
     task = mfrnn.PerceptualDecision(fixation=60.0, stimulus=200.0, delay=40.0, decision=60.0)
     spec = mfrnn.NetworkSpec(n=40, dale=constraint)
-    # Two learning rates train as two vmapped members.
+    # Two learning rates train as two vmapped members; W_in does not learn.
     config = mfrnn.TrainConfig(n_steps=40, batch_size=16, learning_rate=(3e-2, 1e-2),
-                               eval_every=20)
+                               eval_every=20, loss=loss, train=("J", "W_out", "bias"))
     result = mfrnn.fit(task, spec, config)
+    losses = np.asarray(result.history["loss"])
+    assert np.all(losses[-1] < losses[0])  # both members learn (MSE or cross-entropy)
     assert result.n_members == 2 and result.learning_rates == [3e-2, 1e-2]
     assert np.all(np.asarray(result.member(1).dense_matrix() * result.member(1).signs) >= 0)
     net = result.member(0)
@@ -47,6 +49,27 @@ def test_dale_law_holds_exactly_after_training(constraint):
     assert np.max(np.abs(J - np.asarray(init.dense_matrix()))) > 1e-3  # it did learn
     if constraint == "projection":
         assert np.sum(J == 0) > 0  # the projection was active
+    np.testing.assert_array_equal(net.W_in, init.W_in)  # not in `train`
+    assert net.W_out.shape == (40, 3 if loss == "xent" else 1)
+
+
+def test_loss_regularisers():
+    """The L2 penalties add exactly l2_rates <r^2> + l2_weights sum_p <p^2>."""
+    from mfrnn._train import _loss
+    import equinox as eqx
+
+    task = mfrnn.PerceptualDecision(fixation=60.0, stimulus=200.0, delay=40.0, decision=60.0)
+    net = mfrnn.init_network(task, mfrnn.NetworkSpec(n=16), key=jr.key(3), dtype=jnp.float64)
+    u, y, mask, info = task.sample(jr.key(4), 8)
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    base = mfrnn.TrainConfig(dtype="float64")
+    reg = mfrnn.TrainConfig(dtype="float64", l2_rates=0.3, l2_weights=0.2)
+    l0, (d0, _) = _loss(params, static, task, base, u, y, mask, info, jr.key(5))
+    l1, (d1, _) = _loss(params, static, task, reg, u, y, mask, info, jr.key(5))
+    _, r = mfrnn.run_trials(net, u, dt=task.dt)
+    weights = sum(np.mean(np.asarray(p) ** 2) for p in (net.J, net.bias, net.W_in, net.W_out, net.tau))
+    np.testing.assert_allclose(l1 - l0, 0.3 * np.mean(np.asarray(r) ** 2) + 0.2 * weights, rtol=1e-10)
+    assert d0 == d1 == l0
 
 
 def test_diffrax_path_matches_euler_scan(getkey):

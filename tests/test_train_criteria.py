@@ -56,6 +56,7 @@ def test_rank_one_perceptual_decision():
     J = np.asarray(net.dense_matrix())
     np.testing.assert_allclose(J, np.outer(net.m[:, 0], net.n_vectors[:, 0]) / 64, atol=1e-7)
     assert np.linalg.matrix_rank(J, tol=1e-6 * np.abs(J).max()) == 1
+    assert np.all(np.asarray(net.bias) == 0)  # bias was not in `train`
 
 
 def test_context_dependent_decision():

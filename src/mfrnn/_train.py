@@ -453,11 +453,11 @@ def fit(
         raise ValueError(f"`task` must be an AbstractTask, got {type(task)}.")
     if not isinstance(n_seeds, int) or n_seeds < 1:
         raise ValueError(f"`n_seeds` must be a positive integer, got {n_seeds!r}.")
+    models, opt_states, keys, filter_spec, optim = init_members(task, spec, config, seed, n_seeds)
     if resume and checkpoint is not None and pathlib.Path(checkpoint).exists():
         result = load_checkpoint(checkpoint)
         _check_same_run(result, task, spec, config, seed, n_seeds)
     else:
-        models, opt_states, _, _, _ = init_members(task, spec, config, seed, n_seeds)
         n_members = n_seeds * len(config.learning_rates)
         result = TrainResult(
             task=task, spec=spec, config=config, seed=seed, n_seeds=n_seeds, models=models,
@@ -465,7 +465,6 @@ def fit(
             history=dict(step=[], loss=[], accuracy=[], train_loss=[]),
             steps_to_criterion=[None] * n_members,
         )
-    _, _, keys, filter_spec, optim = _skeleton(task, spec, config, seed, n_seeds)
     eval_key = jr.fold_in(jr.key(seed), 2**31 - 1)
     bar = _Progress(config.n_steps, result.step, progress)
     t_start = time.perf_counter()
@@ -483,7 +482,7 @@ def fit(
             jax.block_until_ready(loss)
             result.compile_seconds = time.perf_counter() - t0
             first = False
-        train_losses.append(np.asarray(loss))
+        train_losses.append(loss)  # stays on device: no host sync per step
         if result.step % config.eval_every == 0 or result.step == config.n_steps:
             _evaluate(result, eval_key, train_losses)
             train_losses = []
@@ -492,9 +491,7 @@ def fit(
                        int(np.sum(np.asarray(result.done))))
             if callback is not None:
                 callback(result)
-        if checkpoint is not None and (
-            result.step % config.checkpoint_every == 0 or result.step == config.n_steps
-        ):
+        if checkpoint is not None and result.step % config.checkpoint_every == 0:
             save_checkpoint(checkpoint, result)
     bar.close()
     result.seconds += time.perf_counter() - t_start
@@ -511,7 +508,9 @@ def _evaluate(result, eval_key, train_losses):
     h["step"].append(result.step)
     h["loss"].append(loss.tolist())
     h["accuracy"].append(acc.tolist())
-    h["train_loss"].append(np.mean(train_losses, axis=0).tolist() if train_losses else None)
+    h["train_loss"].append(
+        np.mean(np.asarray(jnp.stack(train_losses)), axis=0).tolist() if train_losses else None
+    )
     reached = np.zeros_like(loss, bool)
     if config.target_accuracy is not None:
         reached |= acc >= config.target_accuracy
@@ -521,10 +520,6 @@ def _evaluate(result, eval_key, train_losses):
     for i in np.flatnonzero(done & ~np.asarray(result.done)):
         result.steps_to_criterion[i] = result.step
     result.done = jnp.asarray(done)
-
-
-def _skeleton(task, spec, config, seed, n_seeds):
-    return init_members(task, spec, config, seed, n_seeds)
 
 
 # --------------------------------------------------------------------------- checkpoints

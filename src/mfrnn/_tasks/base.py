@@ -147,7 +147,7 @@ def check_task_args(**kwargs) -> None:
                 raise ValueError(f"`{name}` must be positive, got {value!r}.")
 
 
-def decision_outputs(t, choice, fix_off, resp_on, resp_off, n_steps):
+def decision_outputs(t, choice, fix_off, resp_on, resp_off):
     """Decision-task targets: 0 while fixating, `choice` (+-1) in the response window;
     scored on both; labels 0 (fixate) / 1 (choice -1) / 2 (choice +1)."""
     fixating = t < fix_off

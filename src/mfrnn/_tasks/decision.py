@@ -95,7 +95,7 @@ class PerceptualDecision(AbstractTask):
         resp_off = fix_off + steps(self.decision, self.dt)
         u = jnp.stack([(t < fix_off).astype(float),
                        jnp.where(window(t, stim_on, stim_off), coh / 100.0, 0.0)], axis=-1)
-        y, mask, labels = decision_outputs(t, choice, fix_off, fix_off, resp_off, self.n_steps)
+        y, mask, labels = decision_outputs(t, choice, fix_off, fix_off, resp_off)
         info = dict(coherence=coh, choice=choice, labels=labels,
                     response_on=jnp.asarray(fix_off), response_off=jnp.asarray(resp_off))
         return u, y, mask, info
@@ -181,7 +181,7 @@ class ContextDecision(AbstractTask):
             jnp.where(stim, coh_m / 100.0, 0.0),
             jnp.where(stim, coh_c / 100.0, 0.0),
         ], axis=-1)
-        y, mask, labels = decision_outputs(t, choice, fix_off, fix_off, resp_off, self.n_steps)
+        y, mask, labels = decision_outputs(t, choice, fix_off, fix_off, resp_off)
         relevant = jnp.where(context == 0, coh_m, coh_c)
         irrelevant = jnp.where(context == 0, coh_c, coh_m)
         info = dict(context=context.astype(float), coh_motion=coh_m, coh_colour=coh_c,

@@ -100,7 +100,7 @@ class DelayedMatchToSample(AbstractTask):
         stim = (window(t, s_on, s_off)[:, None] & (channel == sample)[None]) | (
             window(t, t_on, t_off)[:, None] & (channel == test)[None])
         u = jnp.concatenate([(t < t_off)[:, None], stim], axis=-1).astype(float)
-        y, mask, labels = decision_outputs(t, choice, t_off, t_off, resp_off, self.n_steps)
+        y, mask, labels = decision_outputs(t, choice, t_off, t_off, resp_off)
         info = dict(sample=sample.astype(float), test=test.astype(float), choice=choice,
                     labels=labels, response_on=t_off, response_off=resp_off)
         return u, y, mask, info
@@ -187,7 +187,7 @@ class ParametricWorkingMemory(AbstractTask):
         stim = jnp.where(window(t, s1, s1 + dur), encode(f1),
                          jnp.where(window(t, s2, s2 + dur), encode(f2), 0.0))
         u = jnp.stack([(t < fix_off).astype(float), stim], axis=-1)
-        y, mask, labels = decision_outputs(t, choice, fix_off, fix_off, resp_off, self.n_steps)
+        y, mask, labels = decision_outputs(t, choice, fix_off, fix_off, resp_off)
         info = dict(f1=f1, f2=f2, choice=choice, labels=labels, response_on=fix_off,
                     response_off=resp_off)
         return u, y, mask, info
