@@ -76,9 +76,9 @@ def _last_sign(u_channel):
 
 def test_flipflop3_holds_last_pulse_sign(getkey):
     task = _clean(mfrnn.FlipFlop(3))
-    u, y, mask, info = _sample(task, getkey(), 32)
+    u, y, mask, info = _sample(task, getkey())
     assert np.all(u[:, 0] != 0)  # first step pulsed on every channel
-    for i in range(32):
+    for i in range(BATCH):
         for b in range(3):
             np.testing.assert_array_equal(y[i, :, b], _last_sign(u[i, :, b]))
     # Unscored steps are exactly the grace period after each pulse onset.
@@ -150,7 +150,7 @@ def _check_go_cue(u, y, mask, info):
 
 def test_perceptual_decision(getkey):
     task = _clean(mfrnn.PerceptualDecision())
-    u, y, mask, info = _sample(task, getkey(), 256)
+    u, y, mask, info = _sample(task, getkey())
     _check_go_cue(u, y, mask, info)
     evidence = u[..., 1].sum(axis=1)
     strong = np.abs(info["coherence"]) > 0
@@ -162,7 +162,7 @@ def test_perceptual_decision(getkey):
 
 def test_context_decision_uses_cued_modality(getkey):
     task = _clean(mfrnn.ContextDecision())
-    u, y, mask, info = _sample(task, getkey(), 256)
+    u, y, mask, info = _sample(task, getkey())
     _check_go_cue(u, y, mask, info)
     ctx_motion = u[..., 1].max(axis=1) > 0
     ctx_colour = u[..., 2].max(axis=1) > 0
@@ -180,25 +180,25 @@ def test_context_decision_uses_cued_modality(getkey):
 
 def test_match_to_sample_and_romo(getkey):
     task = _clean(mfrnn.DelayedMatchToSample(delay_min=400.0, delay_max=1000.0))
-    u, y, mask, info = _sample(task, getkey(), 128)
+    u, y, mask, info = _sample(task, getkey())
     _check_go_cue(u, y, mask, info)
     first = np.argmax(u[..., 1:].sum(-1) > 0, axis=1)
-    sample = np.argmax(u[np.arange(128), first, 1:], axis=-1)
+    sample = np.argmax(u[np.arange(BATCH), first, 1:], axis=-1)
     last = u.shape[1] - 1 - np.argmax((u[..., 1:].sum(-1) > 0)[:, ::-1], axis=1)
-    test = np.argmax(u[np.arange(128), last, 1:], axis=-1)
+    test = np.argmax(u[np.arange(BATCH), last, 1:], axis=-1)
     np.testing.assert_array_equal(np.where(sample == test, 1.0, -1.0), info["choice"])
     assert len(np.unique(info["response_on"])) > 5  # variable delay, padded
     assert np.all(mask[np.arange(u.shape[1])[None] >= info["response_off"][:, None]] == 0)
 
     task = _clean(mfrnn.ParametricWorkingMemory(delay_min=500.0, delay_max=1000.0))
-    u, y, mask, info = _sample(task, getkey(), 128)
+    u, y, mask, info = _sample(task, getkey())
     _check_go_cue(u, y, mask, info)
     stim = u[..., 1]
     on = stim > 0
     first_on = np.argmax(on, axis=1)
     last_on = u.shape[1] - 1 - np.argmax(on[:, ::-1], axis=1)
-    f1 = 10 + 24 * (2 * stim[np.arange(128), first_on] - 1)
-    f2 = 10 + 24 * (2 * stim[np.arange(128), last_on] - 1)
+    f1 = 10 + 24 * (2 * stim[np.arange(BATCH), first_on] - 1)
+    f2 = 10 + 24 * (2 * stim[np.arange(BATCH), last_on] - 1)
     np.testing.assert_allclose(f1, info["f1"], atol=1e-9)
     np.testing.assert_allclose(f2, info["f2"], atol=1e-9)
     np.testing.assert_array_equal(np.where(f1 > f2, 1.0, -1.0), info["choice"])
@@ -239,7 +239,7 @@ def test_neurogym_adapter(getkey):
         task = mfrnn.NeurogymTask("ContextDecisionMaking-v0", dt=100.0, n_trials=200)
     except ImportError:
         pytest.skip("neurogym is not installed (optional extra)")
-    u, y, mask, info = _sample(task, getkey(), 32)
+    u, y, mask, info = _sample(task, getkey())
     assert u.shape[1] == task.n_steps and y.shape[-1] == task.n_actions == 3
     # Go cue: the fixation input is on until the decision period, off after.
     t = np.arange(task.n_steps)
@@ -249,3 +249,9 @@ def test_neurogym_adapter(getkey):
     assert np.all(mask[t[None] >= info["response_off"][:, None]] == 0)
     assert np.all(np.asarray(task.accuracy(y, y, mask, info)))
     assert jnp.all(mfrnn.task_from_spec(task.spec()).inputs == task.inputs)
+    # It trains (cross-entropy on neurogym's action labels), and by name.
+    task = mfrnn.make_task("neurogym:PerceptualDecisionMaking-v0", dt=100.0, n_trials=500)
+    config = mfrnn.TrainConfig(n_steps=60, batch_size=32, learning_rate=1e-2, loss="xent",
+                               eval_every=20)
+    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=32), config)
+    assert result.history["accuracy"][-1][0] > 0.7

@@ -35,12 +35,19 @@ _CLASSES = {
 
 
 def make_task(name: str, **kwargs) -> AbstractTask:
-    """A task by its short name (`TASK_NAMES`), with keyword overrides of its timing.
+    """A task by its short name (`TASK_NAMES`), with keyword overrides of its timing;
+    `"neurogym:<env id>"` builds a [`mfrnn.NeurogymTask`][] pool (keywords `dt`,
+    `n_trials`, `seed`, ...).
 
     ```python
     task = mfrnn.make_task("context_decision", stimulus=400.0)
+    task = mfrnn.make_task("neurogym:PerceptualDecisionMaking-v0", dt=100.0)
     ```
     """
+    if isinstance(name, str) and name.lower().startswith("neurogym:"):
+        from .neurogym import NeurogymTask
+
+        return NeurogymTask(name.split(":", 1)[1], **kwargs)
     try:
         factory = _FACTORIES[name.lower()]
     except (KeyError, AttributeError):
