@@ -17,3 +17,17 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 def getkey():
     keys = iter(jr.split(jr.key(1234), 10_000))
     return lambda: next(keys)
+
+
+# Longest files first: pytest-xdist (--dist loadfile) hands files out in collection
+# order, so starting the long ones early keeps both CI workers busy to the end.
+_LONG_FIRST = ("test_lowrank", "test_train", "test_notebooks", "test_train_criteria",
+               "test_dmft_simulation", "test_simulate", "test_dmft_dynamics")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        stem = item.path.stem
+        return _LONG_FIRST.index(stem) if stem in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)  # stable: order within a file is kept

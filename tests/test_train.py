@@ -33,7 +33,8 @@ def test_dale_law_holds_exactly_after_training(constraint, loss):
     spec = mfrnn.NetworkSpec(n=40, dale=constraint)
     # Two learning rates train as two vmapped members; W_in does not learn.
     config = mfrnn.TrainConfig(n_steps=40, batch_size=16, learning_rate=(3e-2, 1e-2),
-                               eval_every=20, loss=loss, train=("J", "W_out", "bias"))
+                               eval_every=20, eval_batch=32, loss=loss,
+                               train=("J", "W_out", "bias"))
     result = mfrnn.fit(task, spec, config)
     assert np.all(np.isfinite(np.asarray(result.history["loss"])))
     assert result.n_members == 2 and result.learning_rates == [3e-2, 1e-2]
@@ -101,7 +102,7 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
     task = _flipflop()
     spec = mfrnn.NetworkSpec(n=32)
     config = mfrnn.TrainConfig(n_steps=30, batch_size=16, learning_rate=1e-2, eval_every=5,
-                               checkpoint_every=10, noise_std=0.05)
+                               eval_batch=32, checkpoint_every=10, noise_std=0.05)
     full = mfrnn.fit(task, spec, config, n_seeds=2)
     # Member i of a vmapped run is the run of seed i alone: vmap changes only speed.
     alone = mfrnn.fit(task, spec, config, n_seeds=1)
@@ -140,8 +141,8 @@ def _header(path):
 
 def test_cli_train_killed_and_resumed_equals_uninterrupted(tmp_path):
     args = ["train", "--task", "flipflop1", "--n", "24", "--batch", "8", "--lr", "1e-2",
-            "--eval-every", "5", "--checkpoint-every", "5", "--target-loss", "1e-12",
-            "--no-progress", "--steps", "300", "--x64"]  # the tests run with x64
+            "--eval-every", "100", "--checkpoint-every", "5", "--target-loss", "1e-12",
+            "--no-progress", "--steps", "200", "--x64"]  # the tests run with x64
     for key, value in FF.items():
         args += ["--task-arg", f"{key}={value}"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -159,14 +160,14 @@ def test_cli_train_killed_and_resumed_equals_uninterrupted(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     step = _header(ckpt)["step"]
-    assert 10 <= step < 300, step  # killed mid-run (steps take milliseconds here)
-    assert cli.main(args + ["--out", str(killed), "--steps", "300", "--json"]) == 0
+    assert 10 <= step < 200, step  # killed mid-run (steps take milliseconds here)
+    assert cli.main(args + ["--out", str(killed), "--steps", "200", "--json"]) == 0
     a = mfrnn.load_checkpoint(whole / "checkpoint.mfrnn")
     b = mfrnn.load_checkpoint(ckpt)
-    assert a.step == b.step == 300
+    assert a.step == b.step == 200
     assert eqx.tree_equal(a.models, b.models)
     metrics = json.loads((killed / "metrics.json").read_text())
-    assert metrics["resumed"] and metrics["step"] == 300
+    assert metrics["resumed"] and metrics["step"] == 200
     for name in ("loss.png", "trials.png"):
         assert (killed / name).stat().st_size > 1000
     # `mfrnn evaluate DIR` reloads it and writes its own files.
@@ -194,7 +195,7 @@ def test_bad_training_input(tmp_path):
         mfrnn.load_checkpoint(tmp_path / "junk")
     # A checkpoint of another network cannot be resumed by this run.
     path = tmp_path / "ff.mfrnn"
-    config = mfrnn.TrainConfig(n_steps=2, batch_size=4, eval_every=1)
+    config = mfrnn.TrainConfig(n_steps=2, batch_size=4, eval_every=1, eval_batch=8)
     mfrnn.fit(task, mfrnn.NetworkSpec(n=8), config, checkpoint=path)
     with pytest.raises(ValueError, match="Incompatible checkpoint.*network spec"):
         mfrnn.fit(task, mfrnn.NetworkSpec(n=9), config, checkpoint=path, resume=True)

@@ -619,6 +619,10 @@ def _write_evaluation(mfrnn, result, out, *, trials, seed, prefix="") -> dict:
     import mfrnn.plotting
 
     task, config = result.task, result.config
+    if task.name == "neurogym":  # score on a fresh pool, not on the training trials
+        spec = task.spec()
+        spec["kwargs"]["seed"] += 10_000
+        task = mfrnn.task_from_spec(spec)
     members = []
     evaluations = []
     for i in range(result.n_members):
