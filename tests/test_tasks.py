@@ -34,7 +34,7 @@ def test_shapes_spec_and_perfect_output(name, getkey):
     u, y, mask, info = _sample(task, getkey())
     assert u.shape == (BATCH, task.n_steps, task.n_in)
     assert y.shape == mask.shape == (BATCH, task.n_steps, task.n_out)
-    assert np.all(np.isfinite(u)) and set(np.unique(mask)) <= {0.0, 1.0}
+    assert np.all(np.isfinite(u)) and set(np.unique(mask)) <= {0.0, 1.0, 5.0}
     assert mfrnn.task_from_spec(task.spec()) == task
     # The target itself is scored correct; the mask is never empty.
     assert np.all(np.asarray(task.accuracy(y, y, mask, info)))
@@ -136,14 +136,15 @@ def test_sine_frequency_follows_input(getkey):
 
 def _check_go_cue(u, y, mask, info):
     """Fixation input on exactly until the response; output 0 before it, +-choice in
-    it, and scored there and while fixating."""
+    it, and scored there and while fixating (padding after the response is not)."""
     t = np.arange(u.shape[1])
     on, off = info["response_on"][:, None], info["response_off"][:, None]
     fixating = t[None] < on
     np.testing.assert_array_equal(u[..., 0], fixating.astype(float))
     responding = (t[None] >= on) & (t[None] < off)
     np.testing.assert_array_equal(y[..., 0], np.where(responding, info["choice"][:, None], 0.0))
-    np.testing.assert_array_equal(mask[..., 0], (fixating | responding).astype(float))
+    # Fixation scored with weight 1, the decision with 5 (neurogym's recipe).
+    np.testing.assert_array_equal(mask[..., 0], np.where(responding, 5.0, fixating * 1.0))
     labels = np.where(responding, np.where(info["choice"][:, None] > 0, 2, 1), 0)
     np.testing.assert_array_equal(info["labels"], labels)
 

@@ -507,7 +507,8 @@ def _add_train(sub) -> None:
     p.add_argument("--seeds", type=_positive_int, default=1, help="members trained at once")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--g", type=float, default=None,
-                   help="initial random gain (default 0.9; 0 for low rank)")
+                   help="initial random gain (default 0.9, 1.5 for match_to_sample; 0 for "
+                   "low rank)")
     p.add_argument("--phi", default="tanh")
     p.add_argument("--tau", type=float, default=100.0, help="time constant (ms)")
     p.add_argument("--steps", type=_positive_int, default=2000, help="maximum steps")
@@ -560,7 +561,10 @@ def _train(args) -> dict:
     import mfrnn
 
     task = mfrnn.make_task(args.task, **dict(args.task_arg))
-    g = args.g if args.g is not None else (0.0 if args.rank else 0.9)
+    # DMS is an XOR of sample and test: at g = 0.9 tanh networks sit at the symmetric
+    # point (output 0, chance) while g = 1.5 gives the nonlinear mixing to learn it.
+    default_g = 1.5 if args.task.lower() == "match_to_sample" else 0.9
+    g = args.g if args.g is not None else (0.0 if args.rank else default_g)
     spec = mfrnn.NetworkSpec(n=args.n, rank=args.rank, dale=args.dale, frac_e=args.frac_e,
                              g=g, phi=args.phi, tau=args.tau)
     # neurogym pools: its criterion (argmax at the last step), near PDM's ceiling.

@@ -8,8 +8,8 @@ Conventions shared by every task:
 - Input noise is white noise in physical units: `input_noise` = sigma in units of
   input x sqrt(ms), added per step with std `sigma / sqrt(dt)` (neurogym's convention),
   so the information per ms does not depend on `dt`.
-- `mask[k, o]` weights the loss on output o at step k; it is 0 on steps nobody
-  scores (transitions after a pulse, padding after a variable-length trial) and it
+- `mask[k, o]` weights the loss on output o at step k (decision periods weigh
+  `DECISION_WEIGHT` = 5, as neurogym's recipe); it is 0 on steps nobody scores (transitions after a pulse, padding after a variable-length trial) and it
   always marks the same steps as the targets it belongs to.
 - `info` holds per-trial condition labels (coherence, context, bits, f1/f2...), the
   scored response window `response_on <= k < response_off` and, for decision tasks,
@@ -147,13 +147,19 @@ def check_task_args(**kwargs) -> None:
                 raise ValueError(f"`{name}` must be positive, got {value!r}.")
 
 
+# Loss weight of the decision period relative to fixation (neurogym recipe, TASKS.md 5):
+# the decision is a few steps of a long trial, and unweighted, "always output 0" wins.
+DECISION_WEIGHT = 5.0
+
+
 def decision_outputs(t, choice, fix_off, resp_on, resp_off):
     """Decision-task targets: 0 while fixating, `choice` (+-1) in the response window;
-    scored on both; labels 0 (fixate) / 1 (choice -1) / 2 (choice +1)."""
+    scored on both (weight 1 and `DECISION_WEIGHT`); labels 0 (fixate) / 1 (choice -1)
+    / 2 (choice +1)."""
     fixating = t < fix_off
     responding = window(t, resp_on, resp_off)
     y = jnp.where(responding, choice, 0.0)[:, None]
-    mask = (fixating | responding).astype(y.dtype)[:, None]
+    mask = jnp.where(responding, DECISION_WEIGHT, fixating.astype(y.dtype))[:, None]
     labels = jnp.where(responding, jnp.where(choice > 0, 2, 1), 0)
     return y, mask, labels
 
