@@ -112,6 +112,16 @@ def _as_optional(x):
     return None if x is None else jnp.asarray(x)
 
 
+def _set_common(net, size: int, dtype, phi, bias, W_in, W_out, tau) -> None:
+    """Assign and check the fields every network has (inside its __init__)."""
+    net.phi = phi
+    net.bias = jnp.zeros(size, dtype) if bias is None else jnp.asarray(bias)
+    net.W_in = _as_optional(W_in)
+    net.W_out = _as_optional(W_out)
+    net.tau = jnp.asarray(tau, dtype=dtype)
+    _check_common(size, net.bias, net.W_in, net.W_out)
+
+
 class DenseNetwork(AbstractRateNetwork):
     """A rate network with a dense connectivity matrix `J` (`J[i, j]`: from j to i)."""
 
@@ -140,12 +150,7 @@ class DenseNetwork(AbstractRateNetwork):
         check_finite("J", J)
         check_positive("tau", tau)
         self.J = J
-        self.phi = phi
-        self.bias = jnp.zeros(J.shape[0], J.dtype) if bias is None else jnp.asarray(bias)
-        self.W_in = _as_optional(W_in)
-        self.W_out = _as_optional(W_out)
-        self.tau = jnp.asarray(tau, dtype=J.dtype)
-        _check_common(J.shape[0], self.bias, self.W_in, self.W_out)
+        _set_common(self, J.shape[0], J.dtype, phi, bias, W_in, W_out, tau)
 
     def recurrent(self, r):
         return _matvec(self.J, r)
@@ -203,12 +208,7 @@ class LowRankNetwork(AbstractRateNetwork):
         self.m = m
         self.n_vectors = n_vec
         self.J_random = J_random
-        self.phi = phi
-        self.bias = jnp.zeros(size, m.dtype) if bias is None else jnp.asarray(bias)
-        self.W_in = _as_optional(W_in)
-        self.W_out = _as_optional(W_out)
-        self.tau = jnp.asarray(tau, dtype=m.dtype)
-        _check_common(size, self.bias, self.W_in, self.W_out)
+        _set_common(self, size, m.dtype, phi, bias, W_in, W_out, tau)
 
     @property
     def rank(self) -> int:
@@ -275,12 +275,7 @@ class DaleNetwork(AbstractRateNetwork):
         self.W = W
         self.signs = signs
         self.constraint = constraint
-        self.phi = phi
-        self.bias = jnp.zeros(W.shape[0], W.dtype) if bias is None else jnp.asarray(bias)
-        self.W_in = _as_optional(W_in)
-        self.W_out = _as_optional(W_out)
-        self.tau = jnp.asarray(tau, dtype=W.dtype)
-        _check_common(W.shape[0], self.bias, self.W_in, self.W_out)
+        _set_common(self, W.shape[0], W.dtype, phi, bias, W_in, W_out, tau)
 
     def dense_matrix(self):
         if self.constraint == "sign":

@@ -68,6 +68,9 @@ class AbstractTask(eqx.Module):
     dt: eqx.AbstractVar[float]
     input_noise: eqx.AbstractVar[float]
 
+    def __check_init__(self):
+        check_numbers(self)
+
     @property
     @abc.abstractmethod
     def n_in(self) -> int: ...
@@ -130,21 +133,42 @@ class AbstractTask(eqx.Module):
         return {"name": self.name, "kwargs": kwargs}
 
 
-_NONNEGATIVE = ("input_noise", "grace", "delay")
+def number(default: float):
+    """A static float task parameter (a duration in ms, a noise level, a tolerance)."""
+    return eqx.field(default=default, static=True, converter=float)
 
 
-def check_task_args(**kwargs) -> None:
-    """Positive durations and step, non-negative noise, with the argument named."""
-    for name, value in kwargs.items():
-        values = value if isinstance(value, tuple | list) else (value,)
+def count(default: int):
+    """A static integer task parameter."""
+    return eqx.field(default=default, static=True, converter=int)
+
+
+def floats(default: tuple):
+    """A static tuple of floats (coherences)."""
+    return eqx.field(default=default, static=True,
+                     converter=lambda values: tuple(float(v) for v in values))
+
+
+def _nonnegative(name: str) -> bool:
+    return name in ("input_noise", "grace", "seed") or name.startswith("delay")
+
+
+def check_numbers(task) -> None:
+    """Every numeric field finite; noise, grace, delays and seeds non-negative, other
+    scalars positive, with the argument named."""
+    for f in dataclasses.fields(task):
+        value = getattr(task, f.name)
+        values = value if isinstance(value, tuple) else (value,)
         for v in values:
-            if not isinstance(v, int | float) or not math.isfinite(v):
-                raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
-            if name in _NONNEGATIVE:
-                if v < 0:
-                    raise ValueError(f"`{name}` must be non-negative, got {value!r}.")
-            elif v <= 0:
-                raise ValueError(f"`{name}` must be positive, got {value!r}.")
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if not math.isfinite(v):
+                raise ValueError(f"`{f.name}` must be a finite number, got {value!r}.")
+            if isinstance(value, tuple):  # lists (coherences): their class checks ranges
+                continue
+            if v < 0 or (v == 0 and not _nonnegative(f.name)):
+                kind = "non-negative" if _nonnegative(f.name) else "positive"
+                raise ValueError(f"`{f.name}` must be {kind}, got {value!r}.")
 
 
 # Loss weight of the decision period relative to fixation (neurogym recipe, TASKS.md 5):

@@ -17,8 +17,9 @@ import jax.random as jr
 
 from .base import (
     AbstractTask,
-    check_task_args,
     decision_outputs,
+    floats,
+    number,
     sign_of_mean_correct,
     steps,
     window,
@@ -46,37 +47,17 @@ class PerceptualDecision(AbstractTask):
     name: ClassVar[str] = "perceptual_decision"
     condition_keys: ClassVar[tuple[str, ...]] = ("coherence",)
     n_classes: ClassVar[int | None] = 3
-    dt: float = eqx.field(static=True)
-    fixation: float = eqx.field(static=True)
-    stimulus: float = eqx.field(static=True)
-    delay: float = eqx.field(static=True)
-    decision: float = eqx.field(static=True)
-    coherences: tuple[float, ...] = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
+    dt: float = number(20.0)
+    fixation: float = number(100.0)
+    stimulus: float = number(800.0)
+    delay: float = number(100.0)
+    decision: float = number(300.0)
+    coherences: tuple[float, ...] = floats((0.0, 3.2, 6.4, 12.8, 25.6, 51.2))
+    input_noise: float = number(1.0)
 
-    def __init__(
-        self,
-        *,
-        dt: float = 20.0,
-        fixation: float = 100.0,
-        stimulus: float = 800.0,
-        delay: float = 100.0,
-        decision: float = 300.0,
-        coherences=(0.0, 3.2, 6.4, 12.8, 25.6, 51.2),
-        input_noise: float = 1.0,
-    ):
-        coherences = tuple(float(c) for c in coherences)
-        check_task_args(dt=dt, fixation=fixation, stimulus=stimulus, delay=delay,
-                        decision=decision, input_noise=input_noise)
-        if not coherences or any(c < 0 or c > 100 for c in coherences):
-            raise ValueError(f"`coherences` must be in [0, 100] %, got {coherences}.")
-        self.dt = float(dt)
-        self.fixation = float(fixation)
-        self.stimulus = float(stimulus)
-        self.delay = float(delay)
-        self.decision = float(decision)
-        self.coherences = coherences
-        self.input_noise = float(input_noise)
+    def __check_init__(self):
+        if not self.coherences or any(c < 0 or c > 100 for c in self.coherences):
+            raise ValueError(f"`coherences` must be in [0, 100] %, got {self.coherences}.")
 
     n_in = property(lambda self: 2)
     n_out = property(lambda self: 1)
@@ -117,40 +98,18 @@ class ContextDecision(AbstractTask):
     name: ClassVar[str] = "context_decision"
     condition_keys: ClassVar[tuple[str, ...]] = ("context", "coh_relevant", "coh_irrelevant")
     n_classes: ClassVar[int | None] = 3
-    dt: float = eqx.field(static=True)
-    fixation: float = eqx.field(static=True)
-    context: float = eqx.field(static=True)
-    stimulus: float = eqx.field(static=True)
-    delay: float = eqx.field(static=True)
-    decision: float = eqx.field(static=True)
-    coherences: tuple[float, ...] = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
+    dt: float = number(20.0)
+    fixation: float = number(100.0)
+    context: float = number(350.0)
+    stimulus: float = number(800.0)
+    delay: float = number(100.0)
+    decision: float = number(300.0)
+    coherences: tuple[float, ...] = floats((5.0, 15.0, 50.0))
+    input_noise: float = number(1.0)
 
-    def __init__(
-        self,
-        *,
-        dt: float = 20.0,
-        fixation: float = 100.0,
-        context: float = 350.0,
-        stimulus: float = 800.0,
-        delay: float = 100.0,
-        decision: float = 300.0,
-        coherences=(5.0, 15.0, 50.0),
-        input_noise: float = 1.0,
-    ):
-        coherences = tuple(float(c) for c in coherences)
-        check_task_args(dt=dt, fixation=fixation, context=context, stimulus=stimulus,
-                        delay=delay, decision=decision, input_noise=input_noise)
-        if not coherences or any(c <= 0 or c > 100 for c in coherences):
-            raise ValueError(f"`coherences` must be in (0, 100] %, got {coherences}.")
-        self.dt = float(dt)
-        self.fixation = float(fixation)
-        self.context = float(context)
-        self.stimulus = float(stimulus)
-        self.delay = float(delay)
-        self.decision = float(decision)
-        self.coherences = coherences
-        self.input_noise = float(input_noise)
+    def __check_init__(self):
+        if not self.coherences or any(c <= 0 or c > 100 for c in self.coherences):
+            raise ValueError(f"`coherences` must be in (0, 100] %, got {self.coherences}.")
 
     n_in = property(lambda self: 5)
     n_out = property(lambda self: 1)

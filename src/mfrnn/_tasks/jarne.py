@@ -13,7 +13,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
-from .base import AbstractTask, check_task_args, masked_mse, steps, window
+from .base import AbstractTask, count, masked_mse, number, steps, window
 
 
 _GATES = {
@@ -37,40 +37,20 @@ class LogicGate(AbstractTask):
 
     name: ClassVar[str] = "logic_gate"
     condition_keys: ClassVar[tuple[str, ...]] = ("a", "b")
-    gate: str = eqx.field(static=True)
-    dt: float = eqx.field(static=True)
-    stim_on: float = eqx.field(static=True)
-    stim_duration: float = eqx.field(static=True)
-    mem_gap: float = eqx.field(static=True)
-    duration: float = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
+    gate: str = eqx.field(default="xor", static=True,
+                          converter=lambda g: g.lower() if isinstance(g, str) else g)
+    dt: float = number(10.0)
+    stim_on: float = number(300.0)
+    stim_duration: float = number(200.0)
+    mem_gap: float = number(200.0)
+    duration: float = number(2000.0)
+    input_noise: float = number(0.1)
 
-    def __init__(
-        self,
-        gate: str = "xor",
-        *,
-        dt: float = 10.0,
-        stim_on: float = 300.0,
-        stim_duration: float = 200.0,
-        mem_gap: float = 200.0,
-        duration: float = 2000.0,
-        input_noise: float = 0.1,
-    ):
-        if not isinstance(gate, str) or gate.lower() not in _GATES:
-            raise ValueError(f"Unknown `gate` {gate!r}; expected one of {sorted(_GATES)}.")
-        check_task_args(
-            dt=dt, stim_on=stim_on, stim_duration=stim_duration, mem_gap=mem_gap,
-            duration=duration, input_noise=input_noise,
-        )
-        if stim_on + stim_duration + mem_gap >= duration:
+    def __check_init__(self):
+        if self.gate not in _GATES:
+            raise ValueError(f"Unknown `gate` {self.gate!r}; expected one of {sorted(_GATES)}.")
+        if self.stim_on + self.stim_duration + self.mem_gap >= self.duration:
             raise ValueError("`duration` must exceed stim_on + stim_duration + mem_gap.")
-        self.gate = gate.lower()
-        self.dt = float(dt)
-        self.stim_on = float(stim_on)
-        self.stim_duration = float(stim_duration)
-        self.mem_gap = float(mem_gap)
-        self.duration = float(duration)
-        self.input_noise = float(input_noise)
 
     @property
     def n_in(self):
@@ -119,36 +99,17 @@ class SetResetFlipFlop(AbstractTask):
 
     name: ClassVar[str] = "flipflop1"
     condition_keys: ClassVar[tuple[str, ...]] = ("last",)
-    dt: float = eqx.field(static=True)
-    first: float = eqx.field(static=True)
-    pulse: float = eqx.field(static=True)
-    gap: float = eqx.field(static=True)
-    n_turns: int = eqx.field(static=True)
-    grace: float = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
+    dt: float = number(10.0)
+    first: float = number(500.0)
+    pulse: float = number(200.0)
+    gap: float = number(1000.0)
+    n_turns: int = count(3)
+    grace: float = number(200.0)
+    input_noise: float = number(0.1)
 
-    def __init__(
-        self,
-        *,
-        dt: float = 10.0,
-        first: float = 500.0,
-        pulse: float = 200.0,
-        gap: float = 1000.0,
-        n_turns: int = 3,
-        grace: float = 200.0,
-        input_noise: float = 0.1,
-    ):
-        check_task_args(dt=dt, first=first, pulse=pulse, gap=gap, grace=grace,
-                        input_noise=input_noise, n_turns=n_turns)
-        if grace > pulse + gap:
+    def __check_init__(self):
+        if self.grace > self.pulse + self.gap:
             raise ValueError("`grace` must not exceed pulse + gap.")
-        self.dt = float(dt)
-        self.first = float(first)
-        self.pulse = float(pulse)
-        self.gap = float(gap)
-        self.n_turns = int(n_turns)
-        self.grace = float(grace)
-        self.input_noise = float(input_noise)
 
     n_in = property(lambda self: 2)
     n_out = property(lambda self: 1)
@@ -196,39 +157,18 @@ class TimeReproduction(AbstractTask):
 
     name: ClassVar[str] = "time_reproduction"
     condition_keys: ClassVar[tuple[str, ...]] = ("present",)
-    dt: float = eqx.field(static=True)
-    stim_on: float = eqx.field(static=True)
-    pulse: float = eqx.field(static=True)
-    width: float = eqx.field(static=True)
-    mem_gap: float = eqx.field(static=True)
-    duration: float = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
-    tolerance: float = eqx.field(static=True)
+    dt: float = number(10.0)
+    stim_on: float = number(300.0)
+    pulse: float = number(200.0)
+    width: float = number(120.0)
+    mem_gap: float = number(200.0)
+    duration: float = number(1500.0)
+    input_noise: float = number(0.1)
+    tolerance: float = number(5e-3)
 
-    def __init__(
-        self,
-        *,
-        dt: float = 10.0,
-        stim_on: float = 300.0,
-        pulse: float = 200.0,
-        width: float = 120.0,
-        mem_gap: float = 200.0,
-        duration: float = 1500.0,
-        input_noise: float = 0.1,
-        tolerance: float = 5e-3,
-    ):
-        check_task_args(dt=dt, stim_on=stim_on, pulse=pulse, width=width, mem_gap=mem_gap,
-                        duration=duration, input_noise=input_noise, tolerance=tolerance)
-        if stim_on + 2 * pulse + mem_gap > duration:
+    def __check_init__(self):
+        if self.stim_on + 2 * self.pulse + self.mem_gap > self.duration:
             raise ValueError("`duration` must hold stim_on + 2 pulse + mem_gap.")
-        self.dt = float(dt)
-        self.stim_on = float(stim_on)
-        self.pulse = float(pulse)
-        self.width = float(width)
-        self.mem_gap = float(mem_gap)
-        self.duration = float(duration)
-        self.input_noise = float(input_noise)
-        self.tolerance = float(tolerance)
 
     n_in = property(lambda self: 1)
     n_out = property(lambda self: 1)
@@ -262,46 +202,20 @@ class FiniteOscillation(AbstractTask):
 
     name: ClassVar[str] = "oscillation"
     condition_keys: ClassVar[tuple[str, ...]] = ("present",)
-    dt: float = eqx.field(static=True)
-    cue_on: float = eqx.field(static=True)
-    cue: float = eqx.field(static=True)
-    delay: float = eqx.field(static=True)
-    stop_before: float = eqx.field(static=True)
-    duration: float = eqx.field(static=True)
-    cycles: float = eqx.field(static=True)
-    amplitude: float = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
-    tolerance: float = eqx.field(static=True)
+    dt: float = number(10.0)
+    cue_on: float = number(500.0)
+    cue: float = number(200.0)
+    delay: float = number(400.0)
+    stop_before: float = number(200.0)
+    duration: float = number(4000.0)
+    cycles: float = number(12.0)
+    amplitude: float = number(0.3)
+    input_noise: float = number(0.1)
+    tolerance: float = number(5e-3)
 
-    def __init__(
-        self,
-        *,
-        dt: float = 10.0,
-        cue_on: float = 500.0,
-        cue: float = 200.0,
-        delay: float = 400.0,
-        stop_before: float = 200.0,
-        duration: float = 4000.0,
-        cycles: float = 12.0,
-        amplitude: float = 0.3,
-        input_noise: float = 0.1,
-        tolerance: float = 5e-3,
-    ):
-        check_task_args(dt=dt, cue_on=cue_on, cue=cue, delay=delay, stop_before=stop_before,
-                        duration=duration, cycles=cycles, amplitude=amplitude,
-                        input_noise=input_noise, tolerance=tolerance)
-        if cue_on + delay + stop_before >= duration:
+    def __check_init__(self):
+        if self.cue_on + self.delay + self.stop_before >= self.duration:
             raise ValueError("`duration` must exceed cue_on + delay + stop_before.")
-        self.dt = float(dt)
-        self.cue_on = float(cue_on)
-        self.cue = float(cue)
-        self.delay = float(delay)
-        self.stop_before = float(stop_before)
-        self.duration = float(duration)
-        self.cycles = float(cycles)
-        self.amplitude = float(amplitude)
-        self.input_noise = float(input_noise)
-        self.tolerance = float(tolerance)
 
     n_in = property(lambda self: 1)
     n_out = property(lambda self: 1)

@@ -7,7 +7,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .base import AbstractTask, check_task_args, masked_mse, steps
+from .base import AbstractTask, count, masked_mse, number, steps
 
 
 class FlipFlop(AbstractTask):
@@ -23,41 +23,20 @@ class FlipFlop(AbstractTask):
 
     name: ClassVar[str] = "flipflop"
     condition_keys: ClassVar[tuple[str, ...]] = ("n_flips",)
-    n_bits: int = eqx.field(static=True)
-    dt: float = eqx.field(static=True)
-    slot: float = eqx.field(static=True)
-    pulse: float = eqx.field(static=True)
-    n_slots: int = eqx.field(static=True)
-    p: float = eqx.field(static=True)
-    grace: float = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
+    n_bits: int = count(3)
+    dt: float = number(10.0)
+    slot: float = number(200.0)
+    pulse: float = number(50.0)
+    n_slots: int = count(10)
+    p: float = number(0.5)
+    grace: float = number(100.0)
+    input_noise: float = number(0.1)
 
-    def __init__(
-        self,
-        n_bits: int = 3,
-        *,
-        dt: float = 10.0,
-        slot: float = 200.0,
-        pulse: float = 50.0,
-        n_slots: int = 10,
-        p: float = 0.5,
-        grace: float = 100.0,
-        input_noise: float = 0.1,
-    ):
-        check_task_args(n_bits=n_bits, dt=dt, slot=slot, pulse=pulse, n_slots=n_slots,
-                        grace=grace, input_noise=input_noise)
-        if not 0 < p <= 1:
-            raise ValueError(f"`p` must be in (0, 1], got {p}.")
-        if pulse > slot or grace > slot:
+    def __check_init__(self):
+        if not 0 < self.p <= 1:
+            raise ValueError(f"`p` must be in (0, 1], got {self.p}.")
+        if self.pulse > self.slot or self.grace > self.slot:
             raise ValueError("`pulse` and `grace` must not exceed `slot`.")
-        self.n_bits = int(n_bits)
-        self.dt = float(dt)
-        self.slot = float(slot)
-        self.pulse = float(pulse)
-        self.n_slots = int(n_slots)
-        self.p = float(p)
-        self.grace = float(grace)
-        self.input_noise = float(input_noise)
 
     n_in = property(lambda self: self.n_bits)
     n_out = property(lambda self: self.n_bits)
@@ -100,41 +79,15 @@ class SineWave(AbstractTask):
 
     name: ClassVar[str] = "sine"
     condition_keys: ClassVar[tuple[str, ...]] = ("frequency",)
-    dt: float = eqx.field(static=True)
-    n_freqs: int = eqx.field(static=True)
-    omega_min: float = eqx.field(static=True)
-    omega_max: float = eqx.field(static=True)
-    time_unit: float = eqx.field(static=True)
-    duration: float = eqx.field(static=True)
-    grace: float = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
-    tolerance: float = eqx.field(static=True)
-
-    def __init__(
-        self,
-        *,
-        dt: float = 10.0,
-        n_freqs: int = 51,
-        omega_min: float = 0.1,
-        omega_max: float = 0.6,
-        time_unit: float = 100.0,
-        duration: float = 3000.0,
-        grace: float = 0.0,
-        input_noise: float = 0.0,
-        tolerance: float = 0.05,
-    ):
-        check_task_args(dt=dt, n_freqs=n_freqs, omega_min=omega_min, omega_max=omega_max,
-                        time_unit=time_unit, duration=duration, input_noise=input_noise,
-                        tolerance=tolerance, grace=grace)
-        self.dt = float(dt)
-        self.n_freqs = int(n_freqs)
-        self.omega_min = float(omega_min)
-        self.omega_max = float(omega_max)
-        self.time_unit = float(time_unit)
-        self.duration = float(duration)
-        self.grace = float(grace)
-        self.input_noise = float(input_noise)
-        self.tolerance = float(tolerance)
+    dt: float = number(10.0)
+    n_freqs: int = count(51)
+    omega_min: float = number(0.1)
+    omega_max: float = number(0.6)
+    time_unit: float = number(100.0)
+    duration: float = number(3000.0)
+    grace: float = number(0.0)
+    input_noise: float = number(0.0)
+    tolerance: float = number(0.05)
 
     n_in = property(lambda self: 1)
     n_out = property(lambda self: 1)

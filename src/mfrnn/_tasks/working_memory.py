@@ -15,8 +15,8 @@ import jax.random as jr
 
 from .base import (
     AbstractTask,
-    check_task_args,
     decision_outputs,
+    number,
     sign_of_mean_correct,
     steps,
     window,
@@ -28,9 +28,11 @@ def _delay_steps(key, delay_min, delay_max, dt):
     return jr.randint(key, (), lo, hi + 1)
 
 
-def _check_delay(delay_min, delay_max):
-    if delay_max < delay_min:
-        raise ValueError(f"`delay_max` ({delay_max}) must be >= `delay_min` ({delay_min}).")
+def _check_delay(task):
+    if task.delay_max < task.delay_min:
+        raise ValueError(
+            f"`delay_max` ({task.delay_max}) must be >= `delay_min` ({task.delay_min})."
+        )
 
 
 class DelayedMatchToSample(AbstractTask):
@@ -43,39 +45,17 @@ class DelayedMatchToSample(AbstractTask):
     name: ClassVar[str] = "match_to_sample"
     condition_keys: ClassVar[tuple[str, ...]] = ("sample", "test")
     n_classes: ClassVar[int | None] = 3
-    dt: float = eqx.field(static=True)
-    fixation: float = eqx.field(static=True)
-    sample_duration: float = eqx.field(static=True)
-    delay_min: float = eqx.field(static=True)
-    delay_max: float = eqx.field(static=True)
-    test: float = eqx.field(static=True)
-    decision: float = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
+    dt: float = number(20.0)
+    fixation: float = number(300.0)
+    sample_duration: float = number(500.0)
+    delay_min: float = number(1000.0)
+    delay_max: float = number(1000.0)
+    test: float = number(500.0)
+    decision: float = number(300.0)
+    input_noise: float = number(0.5)
 
-    def __init__(
-        self,
-        *,
-        dt: float = 20.0,
-        fixation: float = 300.0,
-        sample_duration: float = 500.0,
-        delay_min: float = 1000.0,
-        delay_max: float = 1000.0,
-        test: float = 500.0,
-        decision: float = 300.0,
-        input_noise: float = 0.5,
-    ):
-        check_task_args(dt=dt, fixation=fixation, sample_duration=sample_duration,
-                        delay=delay_min, test=test, decision=decision,
-                        input_noise=input_noise)
-        _check_delay(delay_min, delay_max)
-        self.dt = float(dt)
-        self.fixation = float(fixation)
-        self.sample_duration = float(sample_duration)
-        self.delay_min = float(delay_min)
-        self.delay_max = float(delay_max)
-        self.test = float(test)
-        self.decision = float(decision)
-        self.input_noise = float(input_noise)
+    def __check_init__(self):
+        _check_delay(self)
 
     n_in = property(lambda self: 3)
     n_out = property(lambda self: 1)
@@ -119,41 +99,21 @@ class ParametricWorkingMemory(AbstractTask):
     name: ClassVar[str] = "parametric_wm"
     condition_keys: ClassVar[tuple[str, ...]] = ("f1", "f2")
     n_classes: ClassVar[int | None] = 3
-    dt: float = eqx.field(static=True)
-    fixation: float = eqx.field(static=True)
-    stimulus: float = eqx.field(static=True)
-    delay_min: float = eqx.field(static=True)
-    delay_max: float = eqx.field(static=True)
-    decision: float = eqx.field(static=True)
-    pairs: tuple[tuple[float, float], ...] = eqx.field(static=True)
-    input_noise: float = eqx.field(static=True)
+    dt: float = number(20.0)
+    fixation: float = number(500.0)
+    stimulus: float = number(500.0)
+    delay_min: float = number(1000.0)
+    delay_max: float = number(1000.0)
+    decision: float = number(300.0)
+    pairs: tuple[tuple[float, float], ...] = eqx.field(
+        default=((18.0, 10.0), (22.0, 14.0), (26.0, 18.0), (30.0, 22.0), (34.0, 26.0)),
+        static=True, converter=lambda pairs: tuple((float(a), float(b)) for a, b in pairs))
+    input_noise: float = number(0.5)
 
-    def __init__(
-        self,
-        *,
-        dt: float = 20.0,
-        fixation: float = 500.0,
-        stimulus: float = 500.0,
-        delay_min: float = 1000.0,
-        delay_max: float = 1000.0,
-        decision: float = 300.0,
-        pairs=((18.0, 10.0), (22.0, 14.0), (26.0, 18.0), (30.0, 22.0), (34.0, 26.0)),
-        input_noise: float = 0.5,
-    ):
-        pairs = tuple((float(a), float(b)) for a, b in pairs)
-        check_task_args(dt=dt, fixation=fixation, stimulus=stimulus, delay=delay_min,
-                        decision=decision, input_noise=input_noise)
-        _check_delay(delay_min, delay_max)
-        if not pairs or any(a == b for a, b in pairs):
-            raise ValueError(f"`pairs` must be non-empty with f1 != f2, got {pairs}.")
-        self.dt = float(dt)
-        self.fixation = float(fixation)
-        self.stimulus = float(stimulus)
-        self.delay_min = float(delay_min)
-        self.delay_max = float(delay_max)
-        self.decision = float(decision)
-        self.pairs = pairs
-        self.input_noise = float(input_noise)
+    def __check_init__(self):
+        _check_delay(self)
+        if not self.pairs or any(a == b for a, b in self.pairs):
+            raise ValueError(f"`pairs` must be non-empty with f1 != f2, got {self.pairs}.")
 
     n_in = property(lambda self: 2)
     n_out = property(lambda self: 1)
