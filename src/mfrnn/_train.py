@@ -21,7 +21,6 @@ from typing import Any
 import diffrax as dfx
 import equinox as eqx
 import jax
-import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 import jax.tree_util as jtu
@@ -37,7 +36,7 @@ from ._networks import (
     PiecewiseConstantInput,
 )
 from ._nonlinearities import nonlinearity
-from ._simulate import simulate
+from ._simulate import simulate, simulate_euler
 from ._tasks import AbstractTask, task_from_spec
 from ._tasks.base import masked_mse
 
@@ -242,19 +241,11 @@ def run_trials(
             )
             return sol.ys
     else:
-        alpha = jnp.asarray(dt, dtype) / model.tau
-        scale = jnp.sqrt(2.0 * alpha) * noise_std
 
         def one(u_trial, k):
-            def step(x, per_step):
-                i, u_k = per_step
-                x = x + alpha * model.drive(None, x, u_k)
-                if noise_std > 0:
-                    x = x + scale * jr.normal(jr.fold_in(k, i), x.shape, dtype)
-                return x, x
-
-            _, xs = lax.scan(step, x0, (jnp.arange(n_steps), u_trial))
-            return xs
+            xs = simulate_euler(model, x0, dt=dt, n_steps=n_steps, inputs=u_trial,
+                                noise_std=noise_std if noise_std > 0 else None, key=k)
+            return xs[1:]
 
     xs = jax.vmap(one)(u, keys)
     r = model.phi(xs)
