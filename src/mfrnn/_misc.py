@@ -108,3 +108,20 @@ def to_dtype(tree, dtype):
         return leaf
 
     return jax.tree.map(cast, tree)
+
+
+def default_tolerance(dtype) -> float:
+    """Newton tolerance reachable in `dtype`: 1e-10 in float64, 1e-5 in float32."""
+    return 1e-10 if jnp.finfo(dtype).bits >= 64 else 1e-5
+
+
+def tolerances(rtol, atol, dtype) -> tuple[float, float]:
+    tol = default_tolerance(dtype)
+    return (tol if rtol is None else rtol), (tol if atol is None else atol)
+
+
+def check_tolerance(rtol, atol, max_steps) -> None:
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"`rtol` and `atol` must be positive, got {rtol}, {atol}.")
+    if max_steps < 1:
+        raise ValueError(f"`max_steps` must be positive, got {max_steps}.")

@@ -11,6 +11,7 @@ import optimistix as optx
 from jaxtyping import ArrayLike
 
 from .._ensembles import GaussianEnsemble
+from .._misc import check_tolerance, tolerances
 from .._nonlinearities import AbstractNonlinearity
 from .._solution import (
     CHAOTIC,
@@ -27,23 +28,6 @@ from .._solution import (
 def _check_ensemble(ensemble) -> None:
     if not isinstance(ensemble, GaussianEnsemble):
         raise ValueError(f"`ensemble` must be a GaussianEnsemble, got {type(ensemble).__name__}.")
-
-
-def default_tolerance(dtype) -> float:
-    """Newton tolerance reachable in `dtype`: 1e-10 in float64, 1e-5 in float32."""
-    return 1e-10 if jnp.finfo(dtype).bits >= 64 else 1e-5
-
-
-def _tolerances(rtol, atol, dtype) -> tuple[float, float]:
-    tol = default_tolerance(dtype)
-    return (tol if rtol is None else rtol), (tol if atol is None else atol)
-
-
-def _check_tolerance(rtol, atol, max_steps) -> None:
-    if not (rtol > 0 and atol > 0):
-        raise ValueError(f"`rtol` and `atol` must be positive, got {rtol}, {atol}.")
-    if max_steps < 1:
-        raise ValueError(f"`max_steps` must be positive, got {max_steps}.")
 
 
 # Residuals are module-level functions with every parameter in `args`, as implicit
@@ -233,8 +217,8 @@ def solve_dmft(
     """
     _check_ensemble(ensemble)
     g, b, s_I = jnp.broadcast_arrays(ensemble.g, ensemble.bias, ensemble.input_std)
-    rtol, atol = _tolerances(rtol, atol, g.dtype)
-    _check_tolerance(rtol, atol, max_steps)
+    rtol, atol = tolerances(rtol, atol, g.dtype)
+    check_tolerance(rtol, atol, max_steps)
     g = eqx.error_if(g, ~jnp.isfinite(g) | (g < 0), "`g` must be finite and non-negative.")
     b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
     s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
@@ -289,8 +273,8 @@ def chaos_onset(
     if not isinstance(phi, AbstractNonlinearity):
         raise ValueError(f"`phi` must be an AbstractNonlinearity, got {phi!r}.")
     dtype = jnp.result_type(float)
-    rtol, atol = _tolerances(rtol, atol, dtype)
-    _check_tolerance(rtol, atol, max_steps)
+    rtol, atol = tolerances(rtol, atol, dtype)
+    check_tolerance(rtol, atol, max_steps)
     b, s_I = jnp.broadcast_arrays(jnp.asarray(bias, dtype), jnp.asarray(input_std, dtype))
     s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
     b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")

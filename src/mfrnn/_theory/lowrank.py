@@ -40,7 +40,7 @@ from .._solution import (
     RESULTS,
     vmap_batch,
 )
-from .dmft import _check_tolerance, _tolerances
+from .._misc import check_tolerance, tolerances
 
 
 # ----------------------------------------------------------------------------------
@@ -449,8 +449,8 @@ def default_guesses(p: _Point, branch: str) -> Float[Array, "guesses R"]:
 
 def _check_common(ensemble, rtol, atol, max_steps):
     _check_ensemble(ensemble)
-    rtol, atol = _tolerances(rtol, atol, ensemble.g.dtype)
-    _check_tolerance(rtol, atol, max_steps)
+    rtol, atol = tolerances(rtol, atol, ensemble.g.dtype)
+    check_tolerance(rtol, atol, max_steps)
     return rtol, atol
 
 

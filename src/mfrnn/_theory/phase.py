@@ -15,7 +15,8 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from .._ensembles import GaussianEnsemble, LowRankEnsemble, MixtureEnsemble
 from .._nonlinearities import AbstractNonlinearity, Tanh
 from .._solution import raise_if_failed, RESULTS, vmap_batch
-from .dmft import _check_tolerance, _tolerances, solve_dmft
+from .._misc import check_tolerance, tolerances
+from .dmft import solve_dmft
 from .lowrank import (
     _check_common,
     _check_point,
@@ -308,8 +309,8 @@ def kappa_instability_g(
     boundary (result `no_onset`)."""
     _check_phi(phi)
     dtype = jnp.result_type(float)
-    rtol, atol = _tolerances(rtol, atol, dtype)
-    _check_tolerance(rtol, atol, max_steps)
+    rtol, atol = tolerances(rtol, atol, dtype)
+    check_tolerance(rtol, atol, max_steps)
     overlap = jnp.asarray(overlap, dtype)
 
     def one(o):
