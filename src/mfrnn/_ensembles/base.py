@@ -35,18 +35,39 @@ def check_phi(phi) -> None:
 
 
 def check_covariance(name: str, cov) -> None:
+    """Finite, symmetric and positive semi-definite, checked when concrete. `cov` may
+    carry leading batch axes (..., k, k): every matrix is checked and the first failing
+    one is named by its index, e.g. `covs[2, 1]`."""
     if not is_concrete(cov):
         return
     c = np.asarray(cov, dtype=float)
-    if not np.all(np.isfinite(c)):
-        raise ValueError(f"`{name}` must be finite.")
-    if not np.allclose(c, np.swapaxes(c, -1, -2), rtol=1e-10, atol=1e-12):
-        raise ValueError(f"`{name}` must be symmetric.")
+    if c.ndim < 2 or c.shape[-1] != c.shape[-2]:
+        raise ValueError(f"`{name}` must have square trailing axes (..., k, k), got {c.shape}.")
+
+    def first(bad):
+        # The name of the first failing matrix (plain `name` for a single matrix).
+        if c.ndim == 2:
+            return name, ()
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        return f"{name}[{', '.join(map(str, index))}]", index
+
+    finite = np.all(np.isfinite(c), axis=(-2, -1))
+    if not np.all(finite):
+        raise ValueError(f"`{first(~finite)[0]}` must be finite.")
+    symmetric = np.all(
+        np.isclose(c, np.swapaxes(c, -1, -2), rtol=1e-10, atol=1e-12), axis=(-2, -1)
+    )
+    if not np.all(symmetric):
+        raise ValueError(f"`{first(~symmetric)[0]}` must be symmetric.")
     eig = np.linalg.eigvalsh(c)
-    scale = max(1.0, float(np.max(np.abs(eig))))
-    if np.min(eig) < -1e-10 * scale:
+    smallest = np.min(eig, axis=-1)
+    scale = np.maximum(1.0, np.max(np.abs(eig), axis=-1))  # per matrix
+    bad = smallest < -1e-10 * scale
+    if np.any(bad):
+        where, index = first(bad)
         raise ValueError(
-            f"`{name}` must be positive semi-definite; smallest eigenvalue {np.min(eig):.3g}."
+            f"`{where}` must be positive semi-definite; smallest eigenvalue "
+            f"{float(smallest[index]):.3g}."
         )
 
 

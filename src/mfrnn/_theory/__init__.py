@@ -1,15 +1,18 @@
-from .dmft import chaos_onset as chaos_onset, solve_dmft as solve_dmft
 from .autocorrelation import (
     Autocorrelation as Autocorrelation,
     dmft_autocorrelation as dmft_autocorrelation,
 )
-from .lyapunov import dmft_lyapunov as dmft_lyapunov, LyapunovSolution as LyapunovSolution
+from .dmft import chaos_onset as chaos_onset, solve_dmft as solve_dmft
 from .lowrank import (
     effective_couplings as effective_couplings,
     LatentDynamics as LatentDynamics,
-    LowRankSolution as LowRankSolution,
     solve_lowrank as solve_lowrank,
 )
+from .lyapunov import (
+    dmft_lyapunov as dmft_lyapunov,
+    LyapunovSolution as LyapunovSolution,
+)
+from .meanfield import LowRankSolution as LowRankSolution
 from .phase import (
     BoundarySolution as BoundarySolution,
     fixed_point_chaos_boundary as fixed_point_chaos_boundary,

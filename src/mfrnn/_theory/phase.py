@@ -1,8 +1,18 @@
-"""Phase diagrams of low-rank plus random networks and their boundaries (THEORY.md 1.3).
+"""Phase diagrams of low-rank plus random networks and their boundaries (docs: phase
+diagrams).
 
-The phase of a grid point is decided by stability criteria (pitfall 14): the bulk radius
-and outliers of each fixed point, and the latent Jacobian of the kappa = 0 chaotic state;
+The phase of a grid point is decided by stability criteria: the bulk radius and
+outliers of each fixed point, and the latent Jacobian of the kappa = 0 chaotic state;
 never by which root a solver landed on.
+
+A diagram runs in stages, each one jit-compiled program over a dense batch of the points
+that need it: fixed points everywhere (Newton from the default guesses); a trust-region
+retry where they look incomplete; the kappa = 0 chaotic state where no fixed point is
+stable (solved once per distinct random-field problem: it does not depend on the
+n-loadings when kappa = 0 solves its own equation); the kappa != 0 chaotic states where
+that one is unstable along kappa. Vmapped solvers run until their slowest point
+converges, so batching only the points that need a stage keeps every point's work to
+what it needs.
 """
 
 import equinox as eqx
@@ -13,30 +23,34 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._ensembles import GaussianEnsemble, LowRankEnsemble, MixtureEnsemble
+from .._ensembles.low_rank import loading_index
+from .._misc import check_tolerance, tolerances
 from .._nonlinearities import AbstractNonlinearity, Tanh
 from .._solution import raise_if_failed, RESULTS, vmap_batch
-from .._misc import check_tolerance, tolerances
 from .dmft import solve_dmft
-from .lowrank import (
-    _check_common,
-    _check_point,
-    _fixed_point_stability,
-    _kappa_scale,
-    _BATCHED,
-    _map_points,
-    _Point,
-    _points,
-    _solve_chaos,
-    _solve_fixed_point,
-    _static_residual,
-    _stats,
+from .meanfield import (
+    check_common,
+    check_point,
     default_guesses,
+    fixed_point_stability,
+    kappa_scale,
+    LowRankSolution,
+    Point,
+    point_arrays,
+    points,
+    solve_chaos,
+    solve_fixed_point,
+    solve_zero_chaos,
+    static_residual,
+    stats,
+    zero_chaos_solution,
 )
 
 
-# Phase codes of `PhaseDiagram.phase`.
+# Phase codes of `PhaseDiagram.phase`; a failed cell is -1, so PHASE_NAMES[-1] names it.
 QUIESCENT_PHASE, FIXED_POINT_PHASE, CHAOTIC_PHASE, CHAOTIC_KAPPA_PHASE = 0, 1, 2, 3
-PHASE_NAMES = ("quiescent", "fixed_point", "chaotic", "chaotic_kappa")
+FAILED_PHASE = -1
+PHASE_NAMES = ("quiescent", "fixed_point", "chaotic", "chaotic_kappa", "failed")
 
 
 class PhaseDiagram(eqx.Module):
@@ -44,8 +58,10 @@ class PhaseDiagram(eqx.Module):
 
     - `phase`: 0 quiescent (stable kappa = 0 fixed point), 1 heterogeneous fixed point
       with kappa != 0 (+-kappa when symmetric), 2 chaos with kappa = 0, 3 chaos with
-      kappa != 0; names in `mfrnn.PHASE_NAMES`.
-    - `kappa`, `delta0`, `delta_inf`: of that state (per population for the deltas).
+      kappa != 0, -1 failed (see `result`); names in `mfrnn.PHASE_NAMES`
+      (`PHASE_NAMES[-1] == "failed"`).
+    - `kappa`, `delta0`, `delta_inf`: of that state (per population for the deltas);
+      NaN where the point failed.
     - `bulk_radius`: of the fixed point that decided the phase (the kappa = 0 one
       unless a kappa != 0 fixed point is stable); > 1 means chaos.
     - `outlier`: its leading outlier eigenvalue (in chaos: of the latent Jacobian with
@@ -63,107 +79,105 @@ class PhaseDiagram(eqx.Module):
     result: RESULTS
 
 
-def _pick(tree, i):
-    return jax.tree.map(lambda x: x[i], tree)
+# ----------------------------------------------------------------------------------
+# Stages: each maps one point; `_run` batches, pads, chunks and shards them.
 
 
-def _stand_in(p, needed):
-    """`p` where `needed`, else a zero-mean rank-R point (sigma_m = 1, sigma_n = 3,
-    sigma_mn = 3, g = 2.5) whose chaotic states (kappa = 0 and kappa != 0) exist."""
-    R, S, P = p.rank, p.n_inputs, p.fractions.shape[0]
-    k = 2 * R + S
-    cov = np.eye(k)
-    for r in range(R):
-        cov[R + r, R + r], cov[r, R + r], cov[R + r, r] = 9.0, 3.0, 3.0
-    dtype = p.means.dtype
-    safe = _Point(
-        fractions=jnp.full((P,), 1.0 / P, dtype),
-        means=jnp.zeros((P, k), dtype),
-        covs=jnp.broadcast_to(jnp.asarray(cov, dtype), (P, k, k)),
-        g=jnp.asarray(2.5, dtype),
-        bias=jnp.zeros((), dtype),
-        inputs=jnp.zeros((S,), dtype),
-        phi=p.phi,
-        rank=R,
-        n_inputs=S,
-    )
-    return jax.tree.map(lambda a, b: jnp.where(needed, a, b), p, safe)
+def _size(kappa):
+    return jnp.sqrt(jnp.sum(kappa**2, axis=-1))
 
 
-def _phase_single(p, rtol, atol, max_steps) -> PhaseDiagram:
-    p = _check_point(p)
-    R = p.rank
-    settings = (rtol, atol, max_steps)
-    fixed = jax.vmap(lambda k: _solve_fixed_point(p, k, *settings))(
-        default_guesses(p, "fixed_point")
-    )
-    tol = 1e-6 * jnp.max(_kappa_scale(p))
-    size = lambda s: jnp.sqrt(jnp.sum(s.kappa**2, axis=-1))
+def _tolerance(p):
+    return 1e-6 * jnp.max(kappa_scale(p))
+
+
+class _FixedStage(eqx.Module):
+    chosen: LowRankSolution  # the stable kappa != 0 fixed point, else the kappa = 0 one
+    has_fp: Bool[Array, ""]
+    zero_stable: Bool[Array, ""]
+    static_failed: Bool[Array, ""]
+
+
+def _fixed_stage(p: Point, rtol, atol, max_steps, robust) -> _FixedStage:
+    p = check_point(p)
+    guesses = default_guesses(p, "fixed_point")
+    if not robust:
+        # Newton from a guess far outside a small branch diverges: add guesses at a
+        # third and a tenth of the scale (cheaper than a trust region everywhere).
+        guesses = jnp.concatenate([guesses, guesses[1:] / 3.0, guesses[1:] / 10.0])
+    fixed = jax.vmap(lambda k: solve_fixed_point(p, k, rtol, atol, max_steps, robust))(guesses)
     f_ok = fixed.result == RESULTS.successful
-    f_nonzero = f_ok & (size(fixed) > tol)
-
+    f_nonzero = f_ok & (_size(fixed.kappa) > _tolerance(p))
     stable_kappa = f_nonzero & fixed.stable
     has_fp = jnp.any(stable_kappa)
-    zero_fp = _pick(fixed, 0)
+    zero_fp = jax.tree.map(lambda x: x[0], fixed)
     zero_stable = f_ok[0] & ~f_nonzero[0] & zero_fp.stable
     # kappa = 0 destabilised by an outlier only: a kappa != 0 fixed point must exist.
     missing_fp = (zero_fp.bulk_radius < 1.0) & ~zero_fp.stable & ~jnp.any(f_nonzero)
     static_failed = ~has_fp & (~f_ok[0] | missing_fp)
-    chaotic = ~has_fp & ~zero_stable & ~static_failed
+    pick = jnp.where(has_fp, jnp.argmax(stable_kappa), 0)
+    return _FixedStage(
+        chosen=jax.tree.map(lambda x: x[pick], fixed),
+        has_fp=has_fp,
+        zero_stable=zero_stable,
+        static_failed=static_failed,
+    )
 
-    # The chaotic solves are the expensive ones (two-point averages) and, vmapped, the
-    # slowest point sets the pace: where a solve is not needed it runs on a stand-in
-    # point that converges in a few steps, and its result is discarded.
-    # kappa = 0 first; the kappa != 0 guesses only if that state is unstable along
-    # kappa. A scan, so the chaotic solve is compiled once.
-    def body(zero_stable_so_far, inputs):
-        i, k = inputs
-        needed = chaotic & ((i == 0) | ~zero_stable_so_far)
-        sol = _solve_chaos(_stand_in(p, needed), k, *settings)
-        zero_stable = (sol.result == RESULTS.successful) & (size(sol) <= tol) & sol.stable
-        return jnp.where(i == 0, zero_stable, zero_stable_so_far), sol
 
-    guesses = default_guesses(p, "chaotic")[: R + 1]  # 0 and + along each latent axis
-    zero_chaos_stable, chaos = jax.lax.scan(
-        body, jnp.asarray(False), (jnp.arange(R + 1), guesses)
-    )
-    zero_chaos = _pick(chaos, 0)
-    c_nonzero = (chaos.result == RESULTS.successful) & (size(chaos) > tol)
-    c_nonzero = c_nonzero.at[0].set(False)
-    has_chaos_kappa = jnp.any(c_nonzero)
-    chaos_failed = chaotic & ~zero_chaos_stable & ~has_chaos_kappa
+def _zero_chaos_stage(p: Point, rtol, atol, max_steps):
+    return solve_zero_chaos(check_point(p), rtol, atol, max_steps)
 
-    fp = _pick(fixed, jnp.argmax(stable_kappa))
-    ck = _pick(chaos, jnp.argmax(c_nonzero))
-    phase = jnp.where(
-        has_fp,
-        FIXED_POINT_PHASE,
-        jnp.where(
-            zero_stable,
-            jnp.where(zero_fp.regime == 0, QUIESCENT_PHASE, FIXED_POINT_PHASE),
-            jnp.where(zero_chaos_stable, CHAOTIC_PHASE, CHAOTIC_KAPPA_PHASE),
-        ),
+
+def _zero_chaos_state_stage(p: Point, d_inf, q, ok) -> LowRankSolution:
+    return zero_chaos_solution(p, d_inf, q, ok)
+
+
+def _chaos_stage(p: Point, rtol, atol, max_steps, robust, guesses: str) -> LowRankSolution:
+    """`guesses`: "zero" (kappa = 0) or "axes" (+ along each latent axis)."""
+    p = check_point(p)
+    if guesses == "zero":
+        return solve_chaos(p, jnp.zeros(p.rank, p.means.dtype), rtol, atol, max_steps, robust)
+    ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
+    return jax.vmap(lambda k: solve_chaos(p, k, rtol, atol, max_steps, robust))(ks)
+
+
+@eqx.filter_jit
+def _stage(fn, p: Point, extra, settings):
+    return jax.vmap(lambda arrays, e: fn(eqx.tree_at(point_arrays, p, arrays), *e, *settings))(
+        point_arrays(p), extra
     )
-    state = jax.tree.map(
-        lambda a, b, c, d: jnp.where(
-            has_fp, a, jnp.where(zero_stable, b, jnp.where(zero_chaos_stable, c, d))
-        ),
-        fp, zero_fp, zero_chaos, ck,
-    )
-    decider = jax.tree.map(lambda a, b: jnp.where(has_fp, a, b), fp, zero_fp)
-    outlier = jnp.where(chaotic, zero_chaos.outlier, decider.outlier)
-    result = RESULTS.where(static_failed, RESULTS.static_not_converged, RESULTS.successful)
-    result = RESULTS.where(chaos_failed, RESULTS.chaotic_not_converged, result)
-    return PhaseDiagram(
-        phase=phase,
-        kappa=state.kappa,
-        delta0=state.delta0,
-        delta_inf=state.delta_inf,
-        bulk_radius=decider.bulk_radius,
-        outlier=outlier,
-        success=result == RESULTS.successful,
-        result=result,
-    )
+
+
+def _chunk_sizes():
+    # Vmapped, every point holds its quadrature arrays at once, and a while loop runs
+    # until its slowest point converges: moderate chunks on CPU, larger on accelerators.
+    # Three sizes, so that few programs are compiled for any grid.
+    return (16, 128, 1024) if jax.default_backend() == "cpu" else (16, 1024, 8192)
+
+
+def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1):
+    """`fn(point, *extra[i], *settings)` on the points `index` of the flat batch `flat`
+    (numpy arrays), in padded chunks; results as numpy arrays."""
+    index = np.asarray(index)
+    n = index.size
+    if n == 0:
+        return None
+    sizes = _chunk_sizes()
+    chunk = next((s for s in sizes if s >= n), sizes[-1])
+    chunk += (-chunk) % n_dev
+    padded = -(-n // chunk) * chunk
+    take = np.concatenate([index, np.repeat(index[-1:], padded - n)])
+    extra = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], padded - n, 0)]), extra)
+    out = []
+    for i in range(0, padded, chunk):
+        sl = take[i : i + chunk]
+        arrays = tuple(jnp.asarray(a[sl]) for a in point_arrays(flat))
+        e = jax.tree.map(lambda x: jnp.asarray(x[i : i + chunk]), extra)
+        if n_dev > 1:
+            arrays, e = _shard((arrays, e), n_dev)
+        p = eqx.tree_at(point_arrays, flat, arrays)
+        out.append(jax.tree.map(np.asarray, _stage(fn, p, e, settings)))
+    return jax.tree.map(lambda *x: np.concatenate(x)[:n], *out)
 
 
 def _shard(tree, n_devices: int):
@@ -173,9 +187,66 @@ def _shard(tree, n_devices: int):
     return jax.tree.map(lambda x: jax.device_put(x, spec), tree)
 
 
-@eqx.filter_jit
-def _phase_flat(point, rtol, atol, max_steps):
-    return _map_points(lambda p: _phase_single(p, rtol, atol, max_steps), point, point.g.shape)
+def _is_odd(phi) -> bool:
+    x = np.linspace(0.1, 4.0, 9)
+    with jax.ensure_compile_time_eval():
+        a, b = np.asarray(phi(jnp.asarray(x))), np.asarray(phi(jnp.asarray(-x)))
+    return bool(np.all(a == -b)) and float(np.asarray(phi(jnp.zeros(())))) == 0.0
+
+
+def _random_field_keys(flat: Point):
+    """Per point: whether kappa = 0 solves the kappa equation exactly (odd phi, zero
+    mean drive and no input covariance with n at kappa = 0), and the statistics the
+    kappa = 0 chaotic state depends on then: g, fractions and the input variances."""
+    idx = loading_index(flat.rank, flat.n_inputs)
+    i_I, i_n = np.array(idx["I"], dtype=int), np.array(idx["n"])
+    u = flat.inputs[:, None, :]  # (N, 1, S)
+    mu0 = flat.bias[:, None] + np.sum(flat.means[..., i_I] * u, -1)
+    cov_nI = flat.covs[..., i_n, :][..., i_I]
+    k_n0 = np.einsum("bprs,bs->bpr", cov_nI, flat.inputs)
+    cov_II = flat.covs[..., i_I, :][..., i_I]
+    L0 = np.einsum("bs,bpst,bt->bp", flat.inputs, cov_II, flat.inputs)
+    zero_root = np.all(mu0 == 0, -1) & np.all(k_n0 == 0, (-2, -1)) & _is_odd(flat.phi)
+    keys = np.concatenate([flat.g[:, None], flat.fractions, L0], axis=1)
+    return zero_root, keys
+
+
+# ----------------------------------------------------------------------------------
+# The diagram.
+
+
+def _nan_where(x, failed):
+    failed = failed.reshape(failed.shape + (1,) * (x.ndim - failed.ndim))
+    return np.where(failed, np.nan, x)
+
+
+def _scatter(full, index, part):
+    full = np.array(full, copy=True)
+    full[index] = part
+    return full
+
+
+def _retry(fn, flat, first, index, failed, settings, n_dev):
+    """Rerun `fn` robustly where the fast pass failed and patch the results in."""
+    again = index[failed]
+    if again.size == 0:
+        return first
+    fixed = _run(fn, flat, again, settings=settings, n_dev=n_dev)
+    return jax.tree.map(lambda a, b: _scatter(a, np.nonzero(failed)[0], b), first, fixed)
+
+
+def _zero_chaos_is_zero(sol: LowRankSolution, p: Point):
+    return _size(sol.kappa) <= _tolerance(p)
+
+
+def _chaos_zero_guess(p, rtol, atol, max_steps, robust):
+    sol = _chaos_stage(p, rtol, atol, max_steps, robust, "zero")
+    return sol, _zero_chaos_is_zero(sol, p)
+
+
+def _chaos_axis_guesses(p, rtol, atol, max_steps, robust):
+    sol = _chaos_stage(p, rtol, atol, max_steps, robust, "axes")
+    return sol, _size(sol.kappa) > _tolerance(p)
 
 
 def phase_diagram(
@@ -188,12 +259,14 @@ def phase_diagram(
     shard: bool = True,
     throw: bool = False,
 ) -> PhaseDiagram:
-    """Phases and order parameters over a parameter grid, in one jit-compiled call.
+    """Phases and order parameters over a parameter grid.
 
     Per point: the fixed points from kappa = 0 and +-kappa guesses, their bulk radius and
-    outliers; if none is stable, the chaotic states with kappa = 0 and kappa != 0, and
-    the kappa-stability of the former. Labels follow from stability (see
-    [`mfrnn.PhaseDiagram`][]).
+    outliers; if none is stable, the chaotic state with kappa = 0 and its stability
+    along kappa, and if that is unstable the chaotic states with kappa != 0. Labels
+    follow from stability (see [`mfrnn.PhaseDiagram`][]); failed points get the label
+    -1 and NaN order parameters. Each stage is one compiled program over a dense
+    batch of the points that need it (see the module notes).
 
     **Arguments:**
 
@@ -201,7 +274,7 @@ def phase_diagram(
       `LowRankEnsemble.rank_one(sigma_mn=S, sigma_n=3.0, g=G)` with `G, S = meshgrid(...)`.
     - `inputs`: constant inputs, broadcast against the grid.
     - `rtol`, `atol`, `max_steps`: Newton settings.
-    - `shard`: with several devices, split the grid across them (jax.sharding).
+    - `shard`: with several devices, split each batch across them (jax.sharding).
     - `throw`: raise if any point failed (default False: check `success`).
 
     ```python
@@ -209,43 +282,123 @@ def phase_diagram(
     pd = mfrnn.phase_diagram(mfrnn.LowRankEnsemble.rank_one(sigma_mn=S, sigma_n=3.0, g=G))
     ```
     """
-    rtol, atol = _check_common(ensemble, rtol, atol, max_steps)
-    point, batch = _points(ensemble, inputs)
+    rtol, atol = check_common(ensemble, rtol, atol, max_steps)
+    point, batch = points(ensemble, inputs)
     size = int(np.prod(batch))
-    flat = jax.tree.map(
-        lambda x: x.reshape((size,) + x.shape[len(batch) :]) if eqx.is_array(x) else x, point
+    if size == 0:
+        raise ValueError(
+            f"The grid is empty (batch shape {batch}): every array field of `ensemble` "
+            "and `inputs` needs at least one value."
+        )
+    flat = eqx.tree_at(
+        point_arrays,
+        point,
+        tuple(np.asarray(a).reshape((size,) + a.shape[len(batch) :]) for a in point_arrays(point)),
     )
     n_dev = jax.device_count() if shard else 1
-    # Vmapped, every point holds its quadrature arrays at once: work in chunks of a
-    # size fixed by the quadrature order (~2 GB each, one compilation for all chunks).
-    # On CPU smaller chunks also waste fewer Newton steps on each chunk's slowest point.
-    order = getattr(ensemble.phi, "order", 61)
-    base = 512.0 if jax.default_backend() == "cpu" else 2900.0
-    chunk = max(16, 1 << int(np.log2(max(1.0, base * (61.0 / order) ** 2))))
-    chunk = chunk * n_dev if chunk % n_dev else chunk
-    if size > chunk:
-        padded = -(-size // chunk) * chunk
-    else:
-        # Pad to a multiple of a step >= 16 that is ~1/16 of the size (and of the device
-        # count): grids of similar size share one compilation, <= ~6 % extra work.
-        step = max(16, 1 << max(0, size.bit_length() - 4))
-        padded = -(-size // step) * step
-        padded += (-padded) % n_dev
-        chunk = padded
-    pad = padded - size
-    if pad:  # repeat the last point
-        flat = jax.tree.map(
-            lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]) if eqx.is_array(x) else x,
-            flat,
+    settings = (rtol, atol, max_steps)
+    everything = np.arange(size)
+
+    # 1. Fixed points; a trust-region retry where the fast pass looks incomplete.
+    fs = _run(_fixed_stage, flat, everything, settings=settings + (False,), n_dev=n_dev)
+    fs = _retry(
+        _fixed_stage, flat, fs, everything, fs.static_failed, settings + (True,), n_dev
+    )
+    chosen = fs.chosen
+    need = ~fs.has_fp & ~fs.zero_stable & ~fs.static_failed
+
+    # 2. The kappa = 0 chaotic state where no fixed point is stable.
+    R, P = flat.rank, flat.fractions.shape[-1]
+    dtype = flat.means.dtype
+    c_kappa = np.full((size, R), np.nan, dtype)
+    c_delta0 = np.full((size, P), np.nan, dtype)
+    c_delta_inf = np.full((size, P), np.nan, dtype)
+    c_outlier = np.full((size,), np.nan, dtype)
+    zero_chaos_stable = np.zeros(size, bool)
+
+    def store(index, sol, usable):
+        c_kappa[index] = sol.kappa
+        c_delta0[index] = sol.delta0
+        c_delta_inf[index] = sol.delta_inf
+        c_outlier[index] = sol.outlier
+        zero_chaos_stable[index] = usable & sol.stable
+
+    zero_root, keys = _random_field_keys(flat)
+    shared = np.nonzero(need & zero_root)[0]
+    if shared.size:
+        # Solved once per distinct (g, fractions, input variances).
+        _, first, inverse = np.unique(
+            keys[shared], axis=0, return_index=True, return_inverse=True
         )
-    parts = []
-    for i in range(0, padded, chunk):
-        part = jax.tree.map(lambda x: x[i : i + chunk] if eqx.is_array(x) else x, flat)
-        if n_dev > 1:
-            part = eqx.tree_at(_BATCHED, part, _shard(_BATCHED(part), n_dev))
-        parts.append(_phase_flat(part, rtol, atol, max_steps))
-    sol = parts[0] if len(parts) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x), *parts)
-    sol = jax.tree.map(lambda x: x[:size].reshape(batch + x.shape[1:]), sol)
+        inverse = inverse.reshape(-1)
+        d_inf, q, ok = _run(_zero_chaos_stage, flat, shared[first], settings=settings, n_dev=n_dev)
+        extra = (d_inf[inverse], q[inverse], ok[inverse])
+        sol = _run(_zero_chaos_state_stage, flat, shared, extra=extra, n_dev=n_dev)
+        store(shared, sol, sol.result._value == 0)
+    own = np.nonzero(need & ~zero_root)[0]
+    if own.size:
+        sol, small = _run(_chaos_zero_guess, flat, own, settings=settings + (False,), n_dev=n_dev)
+        sol, small = _retry(
+            _chaos_zero_guess, flat, (sol, small), own, sol.result._value != 0,
+            settings + (True,), n_dev,
+        )
+        store(own, sol, (sol.result._value == 0) & small)
+
+    # 3. The kappa != 0 chaotic states where kappa = 0 chaos is unstable along kappa.
+    axes = np.nonzero(need & ~zero_chaos_stable)[0]
+    has_chaos_kappa = np.zeros(size, bool)
+    if axes.size:
+        sol, nonzero = _run(
+            _chaos_axis_guesses, flat, axes, settings=settings + (False,), n_dev=n_dev
+        )
+        found = lambda s, nz: np.any((s.result._value == 0) & nz, axis=1)
+        sol, nonzero = _retry(
+            _chaos_axis_guesses, flat, (sol, nonzero), axes, ~found(sol, nonzero),
+            settings + (True,), n_dev,
+        )
+        good = (sol.result._value == 0) & nonzero
+        pick = np.argmax(good, axis=1)
+        ck = jax.tree.map(lambda x: x[np.arange(axes.size), pick], sol)
+        has_chaos_kappa[axes] = np.any(good, axis=1)
+        keep = has_chaos_kappa[axes]
+        c_kappa[axes[keep]] = ck.kappa[keep]
+        c_delta0[axes[keep]] = ck.delta0[keep]
+        c_delta_inf[axes[keep]] = ck.delta_inf[keep]
+
+    chaos_failed = need & ~zero_chaos_stable & ~has_chaos_kappa
+    failed = fs.static_failed | chaos_failed
+    phase = np.where(
+        fs.has_fp,
+        FIXED_POINT_PHASE,
+        np.where(
+            fs.zero_stable,
+            np.where(chosen.regime == 0, QUIESCENT_PHASE, FIXED_POINT_PHASE),
+            np.where(zero_chaos_stable, CHAOTIC_PHASE, CHAOTIC_KAPPA_PHASE),
+        ),
+    )
+    phase = np.where(failed, FAILED_PHASE, phase)
+    kappa = np.where(need[:, None], c_kappa, chosen.kappa)
+    delta0 = np.where(need[:, None], c_delta0, chosen.delta0)
+    delta_inf = np.where(need[:, None], c_delta_inf, chosen.delta_inf)
+    outlier = np.where(need, c_outlier, chosen.outlier)
+    result = jax.vmap(
+        lambda static, chaos: RESULTS.where(
+            static,
+            RESULTS.static_not_converged,
+            RESULTS.where(chaos, RESULTS.chaotic_not_converged, RESULTS.successful),
+        )
+    )(jnp.asarray(fs.static_failed), jnp.asarray(chaos_failed))
+    shape = lambda x: jnp.asarray(x.reshape(batch + x.shape[1:]))
+    sol = PhaseDiagram(
+        phase=shape(phase),
+        kappa=shape(_nan_where(kappa, failed)),
+        delta0=shape(_nan_where(delta0, failed)),
+        delta_inf=shape(_nan_where(delta_inf, failed)),
+        bulk_radius=shape(chosen.bulk_radius),
+        outlier=shape(outlier),
+        success=shape(~failed),
+        result=jax.tree.map(shape, result),
+    )
     return raise_if_failed(sol, lambda s: s.kappa) if throw else sol
 
 
@@ -348,8 +501,8 @@ def _boundary_residual(y, args):
     p, nonzero = args
     R = p.rank
     q = eqx.tree_at(lambda t: t.g, p, y[R + 1])
-    fixed = _static_residual(y[: R + 1], (q, nonzero))
-    bulk, _ = _fixed_point_stability(q, y[:R], y[R])
+    fixed = static_residual(y[: R + 1], (q, nonzero))
+    bulk, _ = fixed_point_stability(q, y[:R], y[R])[:2]
     return jnp.concatenate([fixed, (bulk - 1.0)[None]])
 
 
@@ -368,18 +521,18 @@ def fixed_point_chaos_boundary(
     the fixed-point equations (Newton from the ensemble's g, which is only a guess).
     Mastrogiuseppe & Ostojic 2018 (M_m = 1.1, M_n = 2, s_m = s_n = 1): g_C = 1.796.
     """
-    rtol, atol = _check_common(ensemble, rtol, atol, max_steps)
-    point, batch = _points(ensemble, None)
+    rtol, atol = check_common(ensemble, rtol, atol, max_steps)
+    point, batch = points(ensemble, None)
 
     def one(p):
-        p = _check_point(p)
-        start = _solve_fixed_point(
+        p = check_point(p)
+        start = solve_fixed_point(
             p, default_guesses(p, "fixed_point")[1] if kappa0 is None else jnp.asarray(kappa0),
             rtol, atol, max_steps,
         )
         R = p.rank
         nonzero = jnp.any(start.kappa != 0)
-        D = start.delta0[0] - _stats(p, start.kappa).L[0]
+        D = start.delta0[0] - stats(p, start.kappa).L[0]
         y0 = jax.lax.stop_gradient(jnp.concatenate([start.kappa, jnp.stack([D, p.g])]))
         sol = optx.root_find(
             _boundary_residual, optx.Newton(rtol, atol), y0, args=(p, nonzero),
@@ -388,11 +541,11 @@ def fixed_point_chaos_boundary(
         ok = (start.result == RESULTS.successful) & (sol.result == optx.RESULTS.successful)
         ok = ok & jnp.all(jnp.isfinite(sol.value)) & (sol.value[R + 1] > 0)
         return BoundarySolution(
-            value=sol.value[R + 1],
+            value=jnp.where(ok, sol.value[R + 1], jnp.nan),
             kappa=sol.value[:R],
-            delta0=_stats(p, sol.value[:R]).L[0] + sol.value[R],
+            delta0=stats(p, sol.value[:R]).L[0] + sol.value[R],
             result=RESULTS.where(ok, RESULTS.successful, RESULTS.static_not_converged),
         )
 
-    out = _map_points(one, point, batch)
+    out = map_points(one, point, batch)
     return raise_if_failed(out, lambda s: s.value) if throw else out
