@@ -73,11 +73,12 @@ def test_outlier_matches_finite_network_jacobian():
     sol = mfrnn.solve_lowrank(ens, jnp.array([[1.0]]))
     theory = float(sol.eigenvalues[0].real.max()) + 1.0
     assert theory > float(sol.bulk_radius[0])  # a real outlier, outside the bulk
-    from mfrnn._theory.lowrank import _chaos_kappa_stability, _points, _stats
+    from mfrnn._theory.meanfield import chaos_kappa_stability, points, stats
 
-    p, _ = _points(ens, None)
+    p, _ = points(ens, None)
     k = sol.kappa[0]
-    bare = float(_chaos_kappa_stability(p, k, sol.delta0[0, 0] - _stats(p, k).L[0])[0].real) + 1
+    eig, _ = chaos_kappa_stability(p, k, sol.delta0[0, 0] - stats(p, k).L[0])
+    bare = float(eig[0].real) + 1
     found = []
     for seed in range(3):
         net = mfrnn.to_dtype(ens.sample(6000, key=jr.key(seed)), jnp.float32)
@@ -256,9 +257,15 @@ import mfrnn
 assert jax.device_count() == 2
 G, S = jnp.meshgrid(jnp.array([0.5, 2.5, 1.0]), jnp.array([0.5, 2.5, 1.5]), indexing="ij")
 ens = mfrnn.LowRankEnsemble.rank_one(sigma_mn=S, sigma_n=3.0, g=G, phi=mfrnn.Tanh(order=61))
+from mfrnn._theory import phase
+shard, devices = phase._shard, set()
+def spy(tree, n):  # every stage's batch is split across both devices
+    out = shard(tree, n)
+    devices.update(d for x in jax.tree.leaves(out) for d in x.sharding.device_set)
+    return out
+phase._shard = spy
 a = mfrnn.phase_diagram(ens)
-print(json.dumps(dict(phase=a.phase.tolist(), kappa=a.kappa.tolist(),
-                      devices=len(a.kappa.sharding.device_set))))
+print(json.dumps(dict(phase=a.phase.tolist(), kappa=a.kappa.tolist(), devices=len(devices))))
 """
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     run = subprocess.run(
@@ -266,7 +273,7 @@ print(json.dumps(dict(phase=a.phase.tolist(), kappa=a.kappa.tolist(),
     )
     assert run.returncode == 0, run.stderr[-2000:]
     sharded = json.loads(run.stdout.strip().splitlines()[-1])
-    assert sharded["devices"] == 2  # the results live on both devices
+    assert sharded["devices"] == 2
     G, S = jnp.meshgrid(jnp.array([0.5, 2.5, 1.0]), jnp.array([0.5, 2.5, 1.5]), indexing="ij")
     ens = mfrnn.LowRankEnsemble.rank_one(sigma_mn=S, sigma_n=3.0, g=G, phi=PHI)
     plain = mfrnn.phase_diagram(ens)

@@ -64,21 +64,34 @@ _PHASE_COLOURS = ("#d9d9d9", "#6baed6", "#fc9272", "#cb181d")
 
 
 def plot_phase_diagram(
-    g, sigma_mn, phase, success, names, *, boundaries=(), markers=None, title=None
+    g,
+    sigma_mn,
+    phase,
+    success,
+    names,
+    *,
+    boundaries=(),
+    markers=None,
+    title=None,
+    xlabel="g (random part)",
+    ylabel="sigma_mn (overlap)",
 ) -> Figure:
     """Phase diagram over (g, sigma_mn): coloured regions with labels, failed cells
     hatched grey, boundary curves and optional simulation markers.
 
     **Arguments:** `g` (G,), `sigma_mn` (S,), `phase` and `success` (G, S), `names` the
     phase names; `boundaries` a list of `(label, g_values, sigma_values)`; `markers` a
-    list of `(g, sigma_mn, phase)` measured in simulations (drawn in the phase colour).
+    list of `(g, sigma_mn, phase)` measured in simulations (drawn in the phase colour);
+    `xlabel`, `ylabel` name the swept fields. Failed cells (label -1, named "failed")
+    are masked and marked with crosses.
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     g = np.asarray(g)
     s = np.asarray(sigma_mn)
-    phase = np.ma.masked_where(~np.asarray(success), np.asarray(phase))
+    names = [n for n in names if n != "failed"]
+    phase = np.ma.masked_where(~np.asarray(success) | (np.asarray(phase) < 0), np.asarray(phase))
     fig, ax = plt.subplots(figsize=(9, 5.5))
     cmap = ListedColormap(_PHASE_COLOURS[: len(names)])
     ax.pcolormesh(g, s, phase.T, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, shading="nearest")
@@ -98,8 +111,8 @@ def plot_phase_diagram(
     ax.legend(handles=handles + extra, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     ax.set_xlim(g[0], g[-1])
     ax.set_ylim(s[0], s[-1])
-    ax.set_xlabel("g (random part)")
-    ax.set_ylabel("sigma_mn (overlap)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

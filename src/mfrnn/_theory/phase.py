@@ -35,6 +35,7 @@ from .meanfield import (
     fixed_point_stability,
     kappa_scale,
     LowRankSolution,
+    map_points,
     Point,
     point_arrays,
     points,
