@@ -39,7 +39,7 @@ def _polyval(c, z):
     return out
 
 
-def polynomial_roots(c: Float[Array, " n+1"], iterations: int = 80) -> Complex[Array, " n"]:
+def polynomial_roots(c: Float[Array, " m"], iterations: int = 80) -> Complex[Array, " m-1"]:
     """Roots of the monic polynomial `c` (highest degree first) by the Aberth-Ehrlich
     iteration from a circle of Cauchy-bound radius, then one Newton step whose gradient
     is the implicit one (d root = -dp / p'), so the roots differentiate correctly."""

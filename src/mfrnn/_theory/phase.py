@@ -94,6 +94,7 @@ def _tolerance(p):
 
 class _FixedStage(eqx.Module):
     chosen: LowRankSolution  # the stable kappa != 0 fixed point, else the kappa = 0 one
+    branch_kappa: Float[Array, " rank"]  # the largest kappa != 0 fixed point, stable or not
     has_fp: Bool[Array, ""]
     zero_stable: Bool[Array, ""]
     static_failed: Bool[Array, ""]
@@ -117,8 +118,10 @@ def _fixed_stage(p: Point, rtol, atol, max_steps, robust) -> _FixedStage:
     missing_fp = (zero_fp.bulk_radius < 1.0) & ~zero_fp.stable & ~jnp.any(f_nonzero)
     static_failed = ~has_fp & (~f_ok[0] | missing_fp)
     pick = jnp.where(has_fp, jnp.argmax(stable_kappa), 0)
+    largest = jnp.argmax(jnp.where(f_nonzero, _size(fixed.kappa), -1.0))
     return _FixedStage(
         chosen=jax.tree.map(lambda x: x[pick], fixed),
+        branch_kappa=jnp.where(jnp.any(f_nonzero), fixed.kappa[largest], 0.0),
         has_fp=has_fp,
         zero_stable=zero_stable,
         static_failed=static_failed,
@@ -133,12 +136,15 @@ def _zero_chaos_state_stage(p: Point, d_inf, q, ok) -> LowRankSolution:
     return zero_chaos_solution(p, d_inf, q, ok)
 
 
-def _chaos_stage(p: Point, rtol, atol, max_steps, robust, guesses: str) -> LowRankSolution:
-    """`guesses`: "zero" (kappa = 0) or "axes" (+ along each latent axis)."""
+def _chaos_stage(p: Point, rtol, atol, max_steps, robust, guesses) -> LowRankSolution:
+    """`guesses`: None (kappa = 0), or an extra guess (a kappa != 0 fixed point, whose
+    branch the chaotic one continues past g_C) added to + along each latent axis."""
     p = check_point(p)
-    if guesses == "zero":
+    if guesses is None:
         return solve_chaos(p, jnp.zeros(p.rank, p.means.dtype), rtol, atol, max_steps, robust)
     ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
+    extra = jnp.where(jnp.any(guesses != 0), guesses, ks[0])
+    ks = jnp.concatenate([ks, extra[None]])
     return jax.vmap(lambda k: solve_chaos(p, k, rtol, atol, max_steps, robust))(ks)
 
 
@@ -227,13 +233,14 @@ def _scatter(full, index, part):
     return full
 
 
-def _retry(fn, flat, first, index, failed, settings, n_dev):
+def _retry(fn, flat, first, index, failed, settings, n_dev, extra=()):
     """Rerun `fn` robustly where the fast pass failed and patch the results in."""
-    again = index[failed]
+    again = np.nonzero(failed)[0]
     if again.size == 0:
         return first
-    fixed = _run(fn, flat, again, settings=settings, n_dev=n_dev)
-    return jax.tree.map(lambda a, b: _scatter(a, np.nonzero(failed)[0], b), first, fixed)
+    extra = jax.tree.map(lambda x: x[again], extra)
+    fixed = _run(fn, flat, index[again], extra=extra, settings=settings, n_dev=n_dev)
+    return jax.tree.map(lambda a, b: _scatter(a, again, b), first, fixed)
 
 
 def _zero_chaos_is_zero(sol: LowRankSolution, p: Point):
@@ -241,12 +248,12 @@ def _zero_chaos_is_zero(sol: LowRankSolution, p: Point):
 
 
 def _chaos_zero_guess(p, rtol, atol, max_steps, robust):
-    sol = _chaos_stage(p, rtol, atol, max_steps, robust, "zero")
+    sol = _chaos_stage(p, rtol, atol, max_steps, robust, None)
     return sol, _zero_chaos_is_zero(sol, p)
 
 
-def _chaos_axis_guesses(p, rtol, atol, max_steps, robust):
-    sol = _chaos_stage(p, rtol, atol, max_steps, robust, "axes")
+def _chaos_axis_guesses(p, branch_kappa, rtol, atol, max_steps, robust):
+    sol = _chaos_stage(p, rtol, atol, max_steps, robust, branch_kappa)
     return sol, _size(sol.kappa) > _tolerance(p)
 
 
@@ -349,13 +356,15 @@ def phase_diagram(
     axes = np.nonzero(need & ~zero_chaos_stable)[0]
     has_chaos_kappa = np.zeros(size, bool)
     if axes.size:
+        extra = (fs.branch_kappa[axes],)
         sol, nonzero = _run(
-            _chaos_axis_guesses, flat, axes, settings=settings + (False,), n_dev=n_dev
+            _chaos_axis_guesses, flat, axes, extra=extra, settings=settings + (False,),
+            n_dev=n_dev,
         )
         found = lambda s, nz: np.any((s.result._value == 0) & nz, axis=1)
         sol, nonzero = _retry(
             _chaos_axis_guesses, flat, (sol, nonzero), axes, ~found(sol, nonzero),
-            settings + (True,), n_dev,
+            settings + (True,), n_dev, extra,
         )
         good = (sol.result._value == 0) & nonzero
         pick = np.argmax(good, axis=1)

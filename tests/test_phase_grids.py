@@ -1,0 +1,129 @@
+"""Phase-diagram grids (issue 11): accuracy of the staged solver against a high-order
+reference, labels against an independent scipy loop, failures visible, stability
+without an eigensolver."""
+
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mfrnn
+from mfrnn._theory.eigen import hurwitz_stable, small_eigvals
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PHI = mfrnn.Tanh(order=61)  # shared with test_lowrank's compilations
+
+
+def test_accuracy_against_high_order_reference():
+    # All four phases, and variances up to Delta0 ~ 15 (sigma_mn = 5): the default rule
+    # must keep 1e-7 there. Reference: per-point robust solves, 401 nodes, tight Newton.
+    g = np.linspace(0.2, 3.0, 10)
+    s = np.linspace(0.0, 5.0, 10)
+    G, S = np.meshgrid(g, s, indexing="ij")
+    ens = mfrnn.LowRankEnsemble.rank_one(
+        sigma_mn=jnp.asarray(S), sigma_m=2.0, sigma_n=3.0, g=jnp.asarray(G)
+    )
+    pd = mfrnn.phase_diagram(ens)
+    assert bool(jnp.all(pd.success))
+    assert set(np.unique(np.asarray(pd.phase)).tolist()) == {0, 1, 2, 3}
+    assert float(jnp.max(pd.delta0)) > 12.0
+    fine = mfrnn.Tanh(order=401)
+    for branch, phases in (("fixed_point", (0, 1)), ("chaotic", (2, 3))):
+        where = np.isin(np.asarray(pd.phase), phases)
+        # One guess per point (the diagram's state): vmap over the points.
+        def reference(sigma_mn, g, kappa0):
+            ens = mfrnn.LowRankEnsemble.rank_one(
+                sigma_mn=sigma_mn, sigma_m=2.0, sigma_n=3.0, g=g, phi=fine
+            )
+            return mfrnn.solve_lowrank(
+                ens, kappa0[None], branch=branch, rtol=1e-12, atol=1e-12, max_steps=60,
+                throw=False,
+            )
+
+        ref = jax.vmap(reference)(
+            jnp.asarray(S[where]), jnp.asarray(G[where]), jnp.asarray(np.asarray(pd.kappa)[where])
+        )
+        assert bool(jnp.all(ref.result == mfrnn.RESULTS.successful))
+        for name in ("kappa", "delta0", "delta_inf"):
+            ours = np.asarray(getattr(pd, name))[where]
+            theirs = np.asarray(getattr(ref, name))[:, 0]
+            np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=1e-9, err_msg=name)
+
+
+def _bench_phase():
+    spec = importlib.util.spec_from_file_location("bench_phase", ROOT / "benchmarks" / "bench_phase.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_labels_agree_with_an_independent_scipy_loop():
+    # The benchmark's scipy loop (numpy Gauss-Hermite residuals, fsolve, the same
+    # labelling) is a second implementation; it must agree wherever both converged.
+    bench = _bench_phase()
+    g = np.linspace(0.3, 2.8, 6)
+    s = np.linspace(0.3, 2.9, 6)
+    G, S = np.meshgrid(g, s, indexing="ij")
+    ens = mfrnn.LowRankEnsemble.rank_one(
+        sigma_mn=jnp.asarray(S), sigma_m=bench.SIGMA_M, sigma_n=bench.SIGMA_N,
+        g=jnp.asarray(G), phi=PHI,
+    )
+    pd = mfrnn.phase_diagram(ens)
+    theirs = np.array([[bench.scipy_point(a, b)[0] for b in s] for a in g])
+    ours = np.asarray(pd.phase)
+    both = (theirs >= 0) & np.asarray(pd.success)
+    assert both.sum() >= 30
+    assert set(ours[both].tolist()) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(ours[both], theirs[both])
+
+
+def test_failed_cells_get_their_own_label_and_nan():
+    ens = mfrnn.LowRankEnsemble.rank_one(
+        sigma_mn=jnp.array([0.5, 2.5]), sigma_n=3.0, g=jnp.array([2.5, 2.5]), phi=PHI
+    )
+    pd = mfrnn.phase_diagram(ens, max_steps=1)  # Newton cannot converge in one step
+    assert mfrnn.PHASE_NAMES[-1] == "failed"
+    assert np.all(np.asarray(pd.phase) == -1) and not np.any(np.asarray(pd.success))
+    assert np.all(np.isnan(np.asarray(pd.kappa))) and np.all(np.isnan(np.asarray(pd.delta0)))
+    with pytest.raises(ValueError, match="empty"):
+        mfrnn.phase_diagram(mfrnn.LowRankEnsemble.rank_one(g=jnp.zeros(0), phi=PHI))
+
+
+def _primitives(jaxpr, out=None):
+    out = set() if out is None else out
+    for eqn in jaxpr.eqns:
+        out.add(eqn.primitive.name)
+        for sub in jax.core.subjaxprs(eqn.params) if hasattr(jax.core, "subjaxprs") else ():
+            _primitives(sub, out)
+        for value in eqn.params.values():
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(v, "jaxpr", None)
+                if inner is not None:
+                    _primitives(getattr(inner, "jaxpr", inner), out)
+    return out
+
+
+def test_rank_two_stability_runs_without_an_eigensolver():
+    cov = np.eye(4)
+    cov[0, 2] = cov[2, 0] = cov[1, 3] = cov[3, 1] = 2.0
+    cov[2, 2] = cov[3, 3] = 9.0
+    ens = mfrnn.LowRankEnsemble(2, cov=cov, g=0.5, phi=PHI)
+    # The fixed point's outlier matrix is 3 x 3 (closed forms stop at 2 x 2).
+    jaxpr = jax.make_jaxpr(lambda e: mfrnn.solve_lowrank(e, throw=False))(ens)
+    names = _primitives(jaxpr.jaxpr)
+    assert "while" in names and "lu" in names  # the walk reached inside the loops
+    assert not any(n.startswith("eig") for n in names), names
+    # The verdicts equal numpy's eigenvalues, also near the imaginary axis.
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 3, 4):
+        for _ in range(100):
+            M = rng.normal(size=(k, k)) * rng.uniform(0.1, 3.0)
+            M -= np.eye(k) * rng.uniform(-0.5, 2.0)
+            ev = np.linalg.eigvals(M)
+            assert bool(hurwitz_stable(jnp.asarray(M))) == bool(np.all(ev.real < 0))
+            ours = np.asarray(small_eigvals(jnp.asarray(M)))
+            assert np.max(np.min(np.abs(ours[:, None] - ev[None, :]), axis=0)) < 1e-8
