@@ -137,11 +137,9 @@ def _zero_chaos_state_stage(p: Point, d_inf, q, ok) -> LowRankSolution:
 
 
 def _chaos_stage(p: Point, rtol, atol, max_steps, robust, guesses) -> LowRankSolution:
-    """`guesses`: None (kappa = 0), or an extra guess (a kappa != 0 fixed point, whose
-    branch the chaotic one continues past g_C) added to + along each latent axis."""
+    """Guesses + along each latent axis and `guesses` (a kappa != 0 fixed point, whose
+    branch the chaotic one continues past g_C)."""
     p = check_point(p)
-    if guesses is None:
-        return solve_chaos(p, jnp.zeros(p.rank, p.means.dtype), rtol, atol, max_steps, robust)
     ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
     extra = jnp.where(jnp.any(guesses != 0), guesses, ks[0])
     ks = jnp.concatenate([ks, extra[None]])
@@ -169,17 +167,22 @@ def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1):
     n = index.size
     if n == 0:
         return None
-    sizes = _chunk_sizes()
-    chunk = next((s for s in sizes if s >= n), sizes[-1])
-    chunk += (-chunk) % n_dev
-    padded = -(-n // chunk) * chunk
+    # Cover n greedily with chunks of the fixed sizes (largest first): at most one
+    # program per size is compiled and at most one smallest chunk is padding.
+    sizes = [s + (-s) % n_dev for s in _chunk_sizes()]
+    bounds, start = [], 0
+    for size in sorted(sizes, reverse=True):
+        while n - start >= size or (size == min(sizes) and start < n):
+            bounds.append((start, start + size))
+            start += size
+    padded = bounds[-1][1]
     take = np.concatenate([index, np.repeat(index[-1:], padded - n)])
     extra = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], padded - n, 0)]), extra)
     out = []
-    for i in range(0, padded, chunk):
-        sl = take[i : i + chunk]
+    for i, j in bounds:
+        sl = take[i:j]
         arrays = tuple(jnp.asarray(a[sl]) for a in point_arrays(flat))
-        e = jax.tree.map(lambda x: jnp.asarray(x[i : i + chunk]), extra)
+        e = jax.tree.map(lambda x: jnp.asarray(x[i:j]), extra)
         if n_dev > 1:
             arrays, e = _shard((arrays, e), n_dev)
         p = eqx.tree_at(point_arrays, flat, arrays)
@@ -247,8 +250,11 @@ def _zero_chaos_is_zero(sol: LowRankSolution, p: Point):
     return _size(sol.kappa) <= _tolerance(p)
 
 
-def _chaos_zero_guess(p, rtol, atol, max_steps, robust):
-    sol = _chaos_stage(p, rtol, atol, max_steps, robust, None)
+def _chaos_own_guess(p, kappa0, rtol, atol, max_steps, robust):
+    # From the fixed point continued from kappa = 0 (where kappa = 0 is no root, the
+    # chaotic kappa has the sign and roughly the size of that fixed point's).
+    kappa0 = jnp.where(jnp.all(jnp.isfinite(kappa0)), kappa0, 0.0)
+    sol = solve_chaos(check_point(p), kappa0, rtol, atol, max_steps, robust)
     return sol, _zero_chaos_is_zero(sol, p)
 
 
@@ -323,6 +329,7 @@ def phase_diagram(
     c_delta_inf = np.full((size, P), np.nan, dtype)
     c_outlier = np.full((size,), np.nan, dtype)
     zero_chaos_stable = np.zeros(size, bool)
+    has_chaos_kappa = np.zeros(size, bool)
 
     def store(index, sol, usable):
         c_kappa[index] = sol.kappa
@@ -345,16 +352,21 @@ def phase_diagram(
         store(shared, sol, sol.result._value == 0)
     own = np.nonzero(need & ~zero_root)[0]
     if own.size:
-        sol, small = _run(_chaos_zero_guess, flat, own, settings=settings + (False,), n_dev=n_dev)
+        extra = (chosen.kappa[own],)
+        sol, small = _run(
+            _chaos_own_guess, flat, own, extra=extra, settings=settings + (False,), n_dev=n_dev
+        )
         sol, small = _retry(
-            _chaos_zero_guess, flat, (sol, small), own, sol.result._value != 0,
-            settings + (True,), n_dev,
+            _chaos_own_guess, flat, (sol, small), own, sol.result._value != 0,
+            settings + (True,), n_dev, extra,
         )
         store(own, sol, (sol.result._value == 0) & small)
+        # Where kappa = 0 is no root (inputs, biased phi) the state found from kappa = 0
+        # is a kappa != 0 chaotic state already: no further guesses needed there.
+        has_chaos_kappa[own] = (sol.result._value == 0) & ~small
 
     # 3. The kappa != 0 chaotic states where kappa = 0 chaos is unstable along kappa.
-    axes = np.nonzero(need & ~zero_chaos_stable)[0]
-    has_chaos_kappa = np.zeros(size, bool)
+    axes = np.nonzero(need & ~zero_chaos_stable & ~has_chaos_kappa)[0]
     if axes.size:
         extra = (fs.branch_kappa[axes],)
         sol, nonzero = _run(
