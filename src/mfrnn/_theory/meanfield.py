@@ -122,9 +122,11 @@ def map_points(fn, point: Point, batch):
     return vmap_batch(one, len(batch))(*point_arrays(point))
 
 
-def coarse(p: Point, order: int = 25) -> Point:
+def coarse(p: Point, order: int = 41) -> Point:
     """The point with a coarse quadrature rule (for initial guesses only: a two-point
-    average costs order**2 evaluations). Closed-form nonlinearities are unchanged."""
+    average costs order**2 evaluations). Closed-form nonlinearities are unchanged.
+    Not coarser than 41 nodes: near small temporal variance q the energy balance is
+    divided by q^2, and a 25-node rule's error at variances ~7 put spurious roots there."""
     phi = p.phi
     if isinstance(phi, AbstractQuadratureNonlinearity) and phi.order > order:
         phi = dataclasses.replace(phi, order=order)
@@ -350,15 +352,16 @@ def newton(fn, y0, args, rtol, atol, max_steps):
 def solve_fixed_point(
     p: Point, kappa0, rtol, atol, max_steps, robust: bool = True
 ) -> LowRankSolution:
-    """A fixed point from the guess kappa0. `robust`: a trust region on a coarse rule
-    first (slow; rough guesses); otherwise Newton straight from the guess."""
+    """A fixed point from the guess kappa0. `robust`: a trust region first (slow; rough
+    guesses); otherwise Newton straight from the guess."""
     R = p.rank
     nonzero = jnp.any(kappa0 != 0)
     pc = jax.lax.stop_gradient(coarse(p))
     D0 = jax.lax.stop_gradient(initial_random_variance(pc, kappa0, 30 if robust else 8))
     y0 = jnp.concatenate([kappa0, D0[None]])
-    if robust:
-        y0 = trust_region(static_residual, y0, (pc, nonzero))
+    if robust:  # on the full rule: one-point averages are cheap, and a coarse rule's
+        # root can lie far from the true one at large variance
+        y0 = trust_region(static_residual, y0, (p, nonzero))
     else:  # Newton converges in a few steps or not at all; the caller retries robustly
         max_steps = min(max_steps, 12)
     sol = newton(static_residual, y0, (p, nonzero), rtol, atol, max_steps)
@@ -402,16 +405,21 @@ def chaos_guess(p: Point, kappa0, steps: int = 12):
         step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
         return jnp.clip(d - step, 0.0, d_max)
 
+    def inf_solve(d, q, n):
+        return jax.lax.fori_loop(0, n, lambda _, x: inf_newton(x, q), d)
+
     def body(carry, _):
         lo, hi, d = carry
         mid = 0.5 * (lo + hi)
         q = jnp.exp(mid)
-        d = inf_newton(inf_newton(d, q), q)
+        # At small q an unconverged D_inf dominates the energy / q^2: converge it.
+        d = inf_solve(d, q, 4)
         up = potential_gap(p, st, d, q)[0] > 0  # decreasing: the root lies above mid
         return (jnp.where(up, mid, lo), jnp.where(up, hi, mid), d), None
 
     lo, hi = jnp.log(1e-4 * scale), jnp.log(1e3 * scale)
-    (lo, hi, d), _ = jax.lax.scan(body, (lo, hi, jnp.clip(d_start, 0.0, d_max)), None, steps)
+    d = inf_solve(jnp.clip(d_start, 0.0, d_max), jnp.exp(0.5 * (lo + hi)), 8)
+    (lo, hi, d), _ = jax.lax.scan(body, (lo, hi, d), None, steps)
     return d, 0.5 * (lo + hi)
 
 
@@ -437,13 +445,13 @@ def _chaos_solution(p, kappa, d_inf, q, residual, ok) -> LowRankSolution:
 
 def solve_chaos(p: Point, kappa0, rtol, atol, max_steps, robust: bool = True) -> LowRankSolution:
     """The chaotic state from the guess kappa0: a coarse-rule guess for (D_inf, q), with
-    `robust` a trust region on the coarse rule, then Newton on the full rule."""
+    `robust` a trust region, then Newton."""
     R = p.rank
     nonzero = jnp.any(kappa0 != 0)
     d_inf0, log_q0 = chaos_guess(p, kappa0)
     y0 = jnp.concatenate([jax.lax.stop_gradient(kappa0), jnp.stack([d_inf0, log_q0])])
     if robust:
-        y0 = trust_region(chaos_residual, y0, (jax.lax.stop_gradient(coarse(p)), nonzero))
+        y0 = trust_region(chaos_residual, y0, (p, nonzero))
     sol = newton(chaos_residual, y0, (p, nonzero), rtol, atol, max_steps)
     kappa, d_inf, q = sol.value[:R], sol.value[R], jnp.exp(sol.value[R + 1])
     residual = jnp.max(jnp.abs(chaos_residual(sol.value, (p, nonzero))))
