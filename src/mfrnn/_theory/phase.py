@@ -186,15 +186,26 @@ def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1):
         if n_dev > 1:
             arrays, e = _shard((arrays, e), n_dev)
         p = eqx.tree_at(point_arrays, flat, arrays)
-        out.append(jax.tree.map(np.asarray, _stage(fn, p, e, settings)))
+        out.append(_to_host(_stage(fn, p, e, settings)))
     return jax.tree.map(lambda *x: np.concatenate(x)[:n], *out)
 
 
 def _shard(tree, n_devices: int):
-    """Put the leading (flattened grid) axis of every array across the devices."""
+    """Split the leading (point) axis of every host array across the devices, of every
+    process when running under `jax.distributed` (each process holds the same batch)."""
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:n_devices]), ("grid",))
     spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("grid"))
-    return jax.tree.map(lambda x: jax.device_put(x, spec), tree)
+    put = lambda x: jax.make_array_from_callback(x.shape, spec, lambda i: x[i])
+    return jax.tree.map(lambda x: put(np.asarray(x)), tree)
+
+
+def _to_host(tree):
+    """Results as numpy on every process (gathered across processes when needed)."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
 def _is_odd(phi) -> bool:
