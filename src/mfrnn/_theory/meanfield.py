@@ -457,6 +457,8 @@ def solve_chaos(p: Point, kappa0, rtol, atol, max_steps, robust: bool = True) ->
     residual = jnp.max(jnp.abs(chaos_residual(sol.value, (p, nonzero))))
     ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
     ok = ok & (d_inf >= -atol) & ~(nonzero & (jnp.sum(kappa**2) < 1e-12))
+    # q -> 0 is the static root in disguise (energy / q^2 underflows): not chaos.
+    ok = ok & (q > 1e-10 * (1.0 + jnp.abs(d_inf)))
     return _chaos_solution(p, kappa, d_inf, q, residual, ok)
 
 
@@ -468,7 +470,7 @@ def solve_zero_chaos(p: Point, rtol, atol, max_steps):
     sol = newton(zero_chaos_residual, jnp.stack([d_inf0, log_q0]), p, rtol, atol, max_steps)
     d_inf, q = sol.value[0], jnp.exp(sol.value[1])
     ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
-    return d_inf, q, ok & (d_inf >= -atol)
+    return d_inf, q, ok & (d_inf >= -atol) & (q > 1e-10 * (1.0 + jnp.abs(d_inf)))
 
 
 def zero_chaos_solution(p: Point, d_inf, q, ok) -> LowRankSolution:

@@ -142,8 +142,14 @@ def _chaos_stage(p: Point, rtol, atol, max_steps, robust, guesses) -> LowRankSol
     p = check_point(p)
     ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
     extra = jnp.where(jnp.any(guesses != 0), guesses, ks[0])
+    # Rank one, first pass: the fixed-point branch alone (the retry tries every guess).
+    if not robust:
+        ks = extra[None] if p.rank == 1 else jnp.concatenate([ks, extra[None]])
+        return jax.vmap(lambda k: solve_chaos(p, k, rtol, atol, max_steps, False))(ks)
+    # lax.map, not vmap: XLA:CPU (jax 0.10) aborts compiling the trust region batched
+    # over points and guesses at once ("dot_op_emitter ... IsMonotonicWithDim0Major").
     ks = jnp.concatenate([ks, extra[None]])
-    return jax.vmap(lambda k: solve_chaos(p, k, rtol, atol, max_steps, robust))(ks)
+    return jax.lax.map(lambda k: solve_chaos(p, k, rtol, atol, max_steps, True), ks)
 
 
 @eqx.filter_jit
@@ -160,7 +166,7 @@ def _chunk_sizes():
     return (16, 128, 1024) if jax.default_backend() == "cpu" else (16, 1024, 8192)
 
 
-def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1):
+def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, sizes=None):
     """`fn(point, *extra[i], *settings)` on the points `index` of the flat batch `flat`
     (numpy arrays), in padded chunks; results as numpy arrays."""
     index = np.asarray(index)
@@ -169,7 +175,7 @@ def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1):
         return None
     # Cover n greedily with chunks of the fixed sizes (largest first): at most one
     # program per size is compiled and at most one smallest chunk is padding.
-    sizes = [s + (-s) % n_dev for s in _chunk_sizes()]
+    sizes = [s + (-s) % n_dev for s in (sizes or _chunk_sizes())]
     bounds, start = [], 0
     for size in sorted(sizes, reverse=True):
         while n - start >= size or (size == min(sizes) and start < n):
@@ -253,7 +259,11 @@ def _retry(fn, flat, first, index, failed, settings, n_dev, extra=()):
     if again.size == 0:
         return first
     extra = jax.tree.map(lambda x: x[again], extra)
-    fixed = _run(fn, flat, index[again], extra=extra, settings=settings, n_dev=n_dev)
+    # Few points, slow programs: one (smallest) chunk size, so one compilation.
+    fixed = _run(
+        fn, flat, index[again], extra=extra, settings=settings, n_dev=n_dev,
+        sizes=_chunk_sizes()[:1],
+    )
     return jax.tree.map(lambda a, b: _scatter(a, again, b), first, fixed)
 
 
@@ -384,6 +394,10 @@ def phase_diagram(
             _chaos_axis_guesses, flat, axes, extra=extra, settings=settings + (False,),
             n_dev=n_dev,
         )
+        missing = R + 1 - nonzero.shape[1]  # the retry tries R + 1 guesses: align
+        if missing:
+            sol = jax.tree.map(lambda x: np.concatenate([x] + [x[:, :1]] * missing, 1), sol)
+            nonzero = np.concatenate([nonzero] + [np.zeros_like(nonzero[:, :1])] * missing, 1)
         found = lambda s, nz: np.any((s.result._value == 0) & nz, axis=1)
         sol, nonzero = _retry(
             _chaos_axis_guesses, flat, (sol, nonzero), axes, ~found(sol, nonzero),
