@@ -1,5 +1,6 @@
-"""Benchmark: phase diagrams of rank-one + random networks, mfrnn (one jitted, vmapped
-call) vs a scipy loop solving the same equations point by point.
+"""Benchmark: phase diagrams of rank-one + random networks, mfrnn (`phase_diagram`: one
+call, compiled stages over dense batches) vs a scipy loop solving the same equations
+point by point.
 
     python benchmarks/bench_phase.py [--case zero_mean|mo_means|mixture_input] [--quick]
                                      [--n N] [--scipy-n 20] [--out ...]
