@@ -1,4 +1,5 @@
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -10,6 +11,13 @@ from mfrnn.cli import main
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_compilation_cache(monkeypatch):
+    # `mfrnn` run as a program turns JAX's persistent cache on by default: not in the
+    # subprocesses below (the user's cache folder) unless a test asks.
+    monkeypatch.setenv("MFRNN_NO_COMPILATION_CACHE", "1")
 
 
 def _run(capsys, *argv):
@@ -134,3 +142,37 @@ def test_dmft_bad_input_exits_2(argv, match, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_compilation_cache_on_by_default_and_switched_off_by_env(tmp_path):
+    def run(cache_home, **env):
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("MFRNN_")}
+        environ.update(XDG_CACHE_HOME=str(cache_home), **env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mfrnn", "onset", "--json"],
+            env=environ, capture_output=True, text=True, check=True,
+        )
+        assert json.loads(proc.stdout)["g_c"] == pytest.approx(1.0, abs=1e-10)
+        folder = cache_home / "mfrnn" / "jax"
+        return folder.is_dir() and any(folder.iterdir())
+
+    assert run(tmp_path / "on")
+    assert not run(tmp_path / "off", MFRNN_NO_COMPILATION_CACHE="1")
+
+
+def test_dmft_json_matches_the_library(capsys, monkeypatch):
+    # The command's programs (solve; Lyapunov exponent and tail rate) against the
+    # separate library calls. Called from Python, main() leaves JAX's configuration.
+    import jax
+
+    import mfrnn
+
+    monkeypatch.delenv("MFRNN_NO_COMPILATION_CACHE")
+    res = _run(capsys, "dmft", "--g", "2.5", "--bias", "0.3", "--input-std", "0.5", "--json")
+    assert jax.config.jax_compilation_cache_dir is None
+    ens = mfrnn.GaussianEnsemble(2.5, 0.3, 0.5)
+    lyap = mfrnn.dmft_lyapunov(ens)
+    ac = mfrnn.dmft_autocorrelation(ens)
+    assert res["lyapunov"] == pytest.approx(float(lyap.lyapunov), rel=1e-12)
+    assert res["tau_half"] == pytest.approx(float(ac.tau_half), rel=1e-12)
+    assert res["tail_rate"] == pytest.approx(float(ac.tail_rate), rel=1e-12)

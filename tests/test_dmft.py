@@ -1,3 +1,7 @@
+import logging
+import subprocess
+import sys
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -159,3 +163,40 @@ def test_bad_input():
         eqx.filter_jit(lambda g: mfrnn.solve_dmft(mfrnn.GaussianEnsemble(g)).delta0)(-1.0)
     with pytest.raises((ValueError, TypeError), match="phi"):
         mfrnn.chaos_onset("tanh")  # type: ignore[arg-type]
+
+
+def test_no_recompilation_for_a_new_value(caplog):
+    # One compiled program serves every value of g (arrays are arguments, not constants).
+    float(mfrnn.solve_dmft(mfrnn.GaussianEnsemble(2.0)).delta0)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        float(mfrnn.solve_dmft(mfrnn.GaussianEnsemble(2.7)).delta0)
+    compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert not compiled, compiled
+
+
+def test_series_and_quadrature_paths_agree():
+    # Strong input (large Delta_inf / Delta0): Mehler's series has not converged and the
+    # two-point quadrature takes over; eager (two programs) and traced (one) agree.
+    gs, bs, ss = jnp.array([2.5, 3.0, 1.6]), jnp.array([0.3, 1.0, 0.0]), jnp.array([0.5, 2.0, 0.3])
+    eager = mfrnn.solve_dmft(mfrnn.GaussianEnsemble(gs, bs, ss))
+    traced = jax.jit(lambda g, b, s: mfrnn.solve_dmft(mfrnn.GaussianEnsemble(g, b, s)))(gs, bs, ss)
+    np.testing.assert_allclose(eager.delta0, traced.delta0, rtol=1e-12)
+    np.testing.assert_allclose(eager.delta_inf, traced.delta_inf, rtol=1e-12)
+    assert np.all(np.asarray(eager.residual) < 1e-9)
+    assert float(eager.delta_inf[1] / eager.delta0[1]) > 0.8  # the quadrature's case
+
+
+def test_invalid_traced_input_fails_without_throw():
+    sol = jax.jit(lambda g: mfrnn.solve_dmft(mfrnn.GaussianEnsemble(g), throw=False))(-1.0)
+    assert sol.result != mfrnn.RESULTS.successful and np.isnan(float(sol.delta0))
+
+
+def test_import_leaves_jax_config_and_cache_is_opt_in(tmp_path):
+    script = (
+        "import jax, mfrnn, pathlib, sys\n"
+        "assert jax.config.jax_compilation_cache_dir is None\n"
+        "folder = mfrnn.enable_compilation_cache(sys.argv[1])\n"
+        "jax.jit(lambda x: x + 1)(1.0).block_until_ready()\n"
+        "assert any(folder.iterdir())\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "cache")], check=True)

@@ -174,3 +174,43 @@ def test_unknown_name_and_which():
         mfrnn.Tanh().gaussian_mean(0.0, 1.0, "phi3")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="order"):
         mfrnn.gaussian_average(jnp.tanh, 0.0, 1.0, order=1)
+
+
+TANHS = [mfrnn.Tanh(), mfrnn.ShiftedTanh(0.7)]
+
+
+@pytest.mark.parametrize("phi", TANHS, ids=lambda p: type(p).__name__)
+def test_shared_two_point_rule_and_mehler_series(phi):
+    # The adaptive two-point rule (all `which` on one grid) against the plain
+    # order x order rule, and Mehler's series from `hermite_coefficients` against both.
+    fns = {w: _fn(phi, w) for w in WHICH}
+    for mu, d0, d in [(0.0, 17.0, 16.7), (0.3, 5.0, 2.0), (-0.5, 2.0, -1.2), (0.2, 1.5, 1.5)]:
+        shared = phi.gaussian_correlations(mu, d0, d, WHICH)
+        for w, value in zip(WHICH, shared):
+            np.testing.assert_allclose(value, phi.gaussian_correlation(mu, d0, d, w), atol=1e-14)
+            plain = mfrnn.gaussian_two_point_average(fns[w], mu, d0, d)
+            np.testing.assert_allclose(value, plain, rtol=1e-11, atol=1e-11)
+    coeffs = phi.hermite_coefficients(0.3, 5.0, ("phi", "dphi"), 200)
+    n = np.arange(200)
+    for rho in (0.0, 0.5, 0.9):
+        for c, w in zip(coeffs, ("phi", "dphi")):
+            series = np.sum(np.asarray(c) ** 2 * rho**n)
+            expected = phi.gaussian_correlation(0.3, 5.0, rho * 5.0, w)
+            np.testing.assert_allclose(series, expected, atol=1e-13)
+
+
+@pytest.mark.parametrize("phi", TANHS, ids=lambda p: type(p).__name__)
+def test_two_point_derivatives(phi):
+    # The averages' custom JVP (sums on the rule's own grid), forward and reverse, against
+    # finite differences: interior, delta = 0, delta < 0, |delta| > delta0 (clipped).
+    for mu, d0, d in [(0.3, 5.0, 2.0), (0.2, 1.5, 0.0), (-0.5, 2.0, -1.2), (0.3, 2.0, 2.5)]:
+        f = lambda *a: jnp.stack(phi.gaussian_correlations(*a, ("phi", "dphi", "Phi")))
+        fwd = jax.jacfwd(f, argnums=(0, 1, 2))(mu, d0, d)
+        rev = jax.jacrev(f, argnums=(0, 1, 2))(mu, d0, d)
+        point = np.array([mu, d0, d])
+        for i in range(3):
+            step = lambda k: f(*(point + k * 1e-5 * np.eye(3)[i]))
+            np.testing.assert_allclose(fwd[i], (step(1) - step(-1)) / 2e-5, rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(rev[i], fwd[i], rtol=1e-12, atol=1e-14)
+    theta = lambda t: mfrnn.ShiftedTanh(t).gaussian_correlation(0.3, 5.0, 2.0)
+    np.testing.assert_allclose(jax.grad(theta)(0.7), finite_difference(theta, 0.7), rtol=1e-6)

@@ -11,6 +11,10 @@ from ._analysis import (
     LyapunovEstimate as LyapunovEstimate,
     lyapunov_exponents as lyapunov_exponents,
 )
+from ._compilation_cache import (
+    default_compilation_cache_dir as default_compilation_cache_dir,
+    enable_compilation_cache as enable_compilation_cache,
+)
 from ._ensembles import (
     AbstractEnsemble as AbstractEnsemble,
     EIEnsemble as EIEnsemble,

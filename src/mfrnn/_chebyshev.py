@@ -60,3 +60,19 @@ def interpolate(values: Float[Array, " order"], u: ArrayLike) -> Array:
     value = jnp.sum(terms * values[None, :], -1) / jnp.sum(terms, -1)
     at_node = jnp.sum(jnp.where(exact, values[None, :], 0.0), -1)
     return jnp.where(jnp.any(exact, -1), at_node, value).reshape(u.shape)
+
+
+@ft.lru_cache(maxsize=None)
+def interpolation_matrix(order: int, points: int) -> np.ndarray:
+    """B with `B @ values` = the interpolant at `points` equispaced u in [0, 1] (float64;
+    one matrix product instead of a barycentric sum per call)."""
+    nodes = chebyshev_nodes(order)
+    weights = _barycentric_weights(order)
+    u = np.linspace(0.0, 1.0, points)
+    diff = u[:, None] - nodes[None, :]
+    exact = diff == 0
+    terms = weights[None, :] / np.where(exact, 1.0, diff)
+    matrix = terms / np.sum(terms, axis=1, keepdims=True)
+    rows = np.any(exact, axis=1)
+    matrix[rows] = exact[rows].astype(float)
+    return matrix

@@ -78,10 +78,7 @@ def _ensemble_from_args(args, mfrnn):
 
 
 def _simulate(args) -> dict:
-    import jax
-
-    if args.x64:
-        jax.config.update("jax_enable_x64", True)
+    jax = _jax_setup(args, args.x64)
     import equinox as eqx
     import jax.numpy as jnp
     import jax.random as jr
@@ -194,26 +191,50 @@ def _float_or_none(x) -> float | None:
     return x if x == x else None  # NaN -> null in JSON
 
 
+def _dmft_program():
+    """dmft_lyapunov and the tail rate of a solved point as one compiled program (reused
+    for every value, and kept across runs by the persistent compilation cache)."""
+    global _DMFT_PROGRAM
+    if _DMFT_PROGRAM is None:
+        import equinox as eqx
+        import jax.numpy as jnp
+
+        import mfrnn
+
+        @eqx.filter_jit
+        def program(ensemble, sol):
+            lyap = mfrnn.dmft_lyapunov(ensemble, sol, throw=False)
+            # As Autocorrelation.tail_rate: sqrt(1 - g^2 [phi']_{Delta0, Delta_inf}).
+            dphi = ensemble.phi.gaussian_correlation(
+                ensemble.bias, sol.delta0, sol.delta_inf, "dphi"
+            )
+            chaotic = sol.regime == mfrnn.REGIME_NAMES.index("chaotic")
+            k2 = 1.0 - ensemble.g**2 * dphi
+            return lyap, jnp.where(chaotic, jnp.sqrt(jnp.maximum(k2, 0.0)), jnp.nan)
+
+        _DMFT_PROGRAM = program
+    return _DMFT_PROGRAM
+
+
+_DMFT_PROGRAM = None
+
+
 def _dmft(args) -> dict:
-    import jax
-
-    jax.config.update("jax_enable_x64", True)  # theory in float64
-    import jax.numpy as jnp
-    import numpy as np
-
-    import mfrnn
-
+    jax, mfrnn = _theory_setup(args)
     if args.g < 0:
         raise ValueError(f"`--g` must be non-negative, got {args.g}.")
     if args.input_std < 0:
         raise ValueError(f"`--input-std` must be non-negative, got {args.input_std}.")
+    if args.simulate is not None and not args.plot:
+        raise ValueError("`--simulate` overlays a simulation on the plot: add `--plot`.")
     ensemble = mfrnn.GaussianEnsemble(
         args.g, args.bias, args.input_std, phi=mfrnn.nonlinearity(args.phi)
     )
     start = time.perf_counter()
+    # solve_dmft on concrete values (its smallest program), then one program for the
+    # rest; one transfer of every result to the host.
     sol = mfrnn.solve_dmft(ensemble, throw=False)
-    lyap = mfrnn.dmft_lyapunov(ensemble, sol, throw=False)
-    ac = mfrnn.dmft_autocorrelation(ensemble, sol)
+    sol, (lyap, tail_rate) = jax.device_get((sol, _dmft_program()(ensemble, sol)))
     converged = bool(lyap.result == mfrnn.RESULTS.successful)
     result = {
         "command": "dmft",
@@ -229,19 +250,21 @@ def _dmft(args) -> dict:
             else None
         ),
         "lyapunov": _float_or_none(lyap.lyapunov),
-        "tau_half": _float_or_none(ac.tau_half),
-        "tail_rate": _float_or_none(ac.tail_rate),
+        "tau_half": _float_or_none(lyap.tau_half),
+        "tail_rate": _float_or_none(tail_rate),
         "bulk_radius": _float_or_none(sol.bulk_radius),
         "zero_mode_check_e1": _float_or_none(lyap.e1),
         "converged": converged,
         "message": "" if converged else mfrnn.RESULTS[lyap.result],
         "seconds": time.perf_counter() - start,
     }
-    if args.simulate is not None and not args.plot:
-        raise ValueError("`--simulate` overlays a simulation on the plot: add `--plot`.")
     if not args.plot:
         return result
-    tau_max = 6 * float(ac.tau_half) if result["regime"] == "chaotic" else 20.0
+    import jax.numpy as jnp
+    import numpy as np
+
+    ac = mfrnn.dmft_autocorrelation(ensemble, sol)
+    tau_max = 6 * result["tau_half"] if result["regime"] == "chaotic" else 20.0
     lags = np.linspace(0.0, tau_max, 400)
     sim = None
     if args.simulate is not None:
@@ -283,14 +306,11 @@ def _dmft(args) -> dict:
 
 
 def _onset(args) -> dict:
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    import mfrnn
-
+    jax, mfrnn = _theory_setup(args)
     if args.input_std < 0:
         raise ValueError(f"`--input-std` must be non-negative, got {args.input_std}.")
     sol = mfrnn.chaos_onset(mfrnn.nonlinearity(args.phi), args.bias, args.input_std, throw=False)
+    sol = jax.device_get(sol)
     converged = bool(sol.result == mfrnn.RESULTS.successful)
     return {
         "command": "onset",
@@ -360,21 +380,38 @@ def _lowrank_ensemble(args, mfrnn, g, sigma_mn, order=None):
     )
 
 
-def _theory_setup():
+def _jax_setup(args, x64: bool = False):
+    """Import jax (late: `--help` and bad arguments need none of it), in float64 if
+    asked, with the persistent compilation cache (when run as a program) unless
+    $MFRNN_NO_COMPILATION_CACHE is set."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)  # theory in float64
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    from mfrnn._compilation_cache import (
+        compilation_cache_disabled,
+        enable_compilation_cache,
+    )
+
+    if getattr(args, "compilation_cache", False) and not compilation_cache_disabled():
+        enable_compilation_cache()
+    return jax
+
+
+def _theory_setup(args):
+    jax = _jax_setup(args, x64=True)  # theory in float64
     import mfrnn
 
-    return mfrnn
+    return jax, mfrnn
 
 
 def _lowrank(args) -> dict:
-    mfrnn = _theory_setup()
+    jax, mfrnn = _theory_setup(args)
     if args.g < 0:
         raise ValueError(f"`--g` must be non-negative, got {args.g}.")
     start = time.perf_counter()
     pd = mfrnn.phase_diagram(_lowrank_ensemble(args, mfrnn, args.g, args.sigma_mn, args.order))
+    pd = jax.device_get(pd)  # one transfer; what follows is numpy
     ok = bool(pd.success)
     return {
         "command": "lowrank",
@@ -398,7 +435,7 @@ def _lowrank(args) -> dict:
 
 
 def _phase(args) -> dict:
-    mfrnn = _theory_setup()
+    _, mfrnn = _theory_setup(args)
     import jax.numpy as jnp
     import numpy as np
 
@@ -554,10 +591,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _train(args) -> dict:
-    if args.x64:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    _jax_setup(args, args.x64)
     import mfrnn
 
     task = mfrnn.make_task(args.task, **dict(args.task_arg))
@@ -599,6 +633,7 @@ def _train(args) -> dict:
 
 
 def _evaluate(args) -> dict:
+    _jax_setup(args)
     import mfrnn
 
     folder = pathlib.Path(args.dir)
@@ -689,8 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line. Run as a program (argv from sys.argv) it keeps compiled
+    programs in JAX's persistent cache; `main([...])` from Python leaves JAX's
+    configuration alone."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.compilation_cache = argv is None
     try:
         result = args.func(args)
     except ValueError as error:

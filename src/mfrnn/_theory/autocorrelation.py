@@ -22,6 +22,7 @@ from .._chebyshev import (
     interpolate,
 )
 from .._ensembles import GaussianEnsemble
+from .._nonlinearities import AbstractQuadratureNonlinearity
 from .._solution import CHAOTIC, DMFTSolution, vmap_batch
 from .dmft import solve_dmft
 
@@ -63,35 +64,101 @@ class Autocorrelation(eqx.Module):
         return vmap_batch(single, jnp.ndim(self.delta0))(self)
 
 
-def profile_nodes(g, b, s2, phi, d0, d_inf, chaotic, order: int):
-    """Node data of the profile of one chaotic solution (safe values elsewhere):
-    tau at the Chebyshev nodes, y = Delta - Delta_inf there, the tail coefficients and
-    the Schroedinger potential `1 - g^2 [phi']_{Delta0, Delta}` at the nodes."""
+# Mehler's series [f](rho) = sum_n c_n^2 rho^n (rho = Delta / Delta0) converges like
+# rho^n: it gives the two-point averages at every node with rho <= _MEHLER_RHO from one
+# set of Hermite coefficients (nodes with y / q above it use the two-point quadrature).
+_MEHLER_RHO = 0.9
+_MEHLER_TERMS = 330  # 0.9^330 ~ 1e-15
+
+
+def profile_points(d0, d_inf, chaotic, order: int):
+    """(Delta0, Delta_inf, q) of one solution, safe values off the chaotic regime, and
+    y = Delta - Delta_inf at the Chebyshev nodes."""
     q = jnp.where(chaotic, d0 - d_inf, 1.0)
     d_inf = jnp.where(chaotic, d_inf, 0.0)
-    d0 = d_inf + q
+    s = 1.0 - jnp.asarray(chebyshev_nodes(order), q.dtype)
+    return d_inf + q, d_inf, q, q * jnp.exp(-_L * s**2)
+
+
+def _series_averages(b, phi, d0, d_inf, y):
+    """Mehler's series for [phi], [phi'] at Delta = Delta_inf + y, and whether its tail
+    is negligible there (Delta_inf > 0 moves rho = Delta / Delta0 up)."""
+    c_phi, c_dphi = phi.hermite_coefficients(b, d0, ("phi", "dphi"), _MEHLER_TERMS)
+    c2 = jnp.stack([c_phi**2, c_dphi**2])  # (2, terms)
+    rho = jnp.clip((d_inf + y) / d0, -1.0, 1.0)
+
+    def horner(acc, coeff):
+        return acc * rho[None] + coeff[:, None], None
+
+    series, _ = jax.lax.scan(horner, jnp.zeros((2,) + rho.shape, rho.dtype), c2.T[::-1])
+    # Tail bound from the last coefficients (odd/even ones vanish by symmetry).
+    last = jnp.max(c2[:, -16:])
+    tail = last * jnp.abs(rho) ** (_MEHLER_TERMS - 16) / (1.0 - jnp.minimum(jnp.abs(rho), 0.999))
+    eps = jnp.finfo(rho.dtype).eps
+    return series, jnp.all(tail <= 10 * eps * jnp.sum(c2))
+
+
+def node_averages(b, phi, d0, d_inf, chaotic, order: int, ndim: int):
+    """`[phi]` and `[phi']` at the profile nodes of a batch of `ndim` axes of solutions
+    (arrays batch + (order,)). Quadrature nonlinearities: Mehler's series at the nodes
+    with y / q <= _MEHLER_RHO, unless its tail is too long somewhere in the batch; the
+    two-point quadrature elsewhere."""
+    args = (b, d0, d_inf, chaotic)
+    series = isinstance(phi, AbstractQuadratureNonlinearity) and phi.rule == "trapezoid"
+    u = chebyshev_nodes(order)
+    lower = int(np.sum(np.exp(-_L * (1.0 - u) ** 2) <= _MEHLER_RHO)) if series else 0
+
+    def lower_series(b_, d0_, d_inf_, chaotic_):
+        d0_, d_inf_, _, y = profile_points(d0_, d_inf_, chaotic_, order)
+        values, ok = _series_averages(b_, phi, d0_, d_inf_, y[:lower])
+        return values, ok | ~chaotic_
+
+    if lower:
+        values, ok = vmap_batch(lower_series, ndim)(*args)
+        use_series = jnp.all(ok)  # one flag for the batch: the conds below stay conds
+    else:
+        values, use_series = jnp.zeros(jnp.shape(d0) + (2, 1), jnp.result_type(d0)), False
+
+    def nodes(b_, d0_, d_inf_, chaotic_, values_):
+        d0_, d_inf_, _, y = profile_points(d0_, d_inf_, chaotic_, order)
+
+        def quadrature(k, d_):
+            return jnp.stack(phi.gaussian_correlations(b_, d0_, d_, ("phi", "dphi")))
+
+        def node(k_d):
+            k, d_ = k_d
+            take = lambda k, d_: values_[:, jnp.minimum(k, values_.shape[1] - 1)]
+            return jax.lax.cond(use_series & (k < lower), take, quadrature, k, d_)
+
+        # lax.map over nodes: a vmap of two-point averages over nodes x grid points
+        # holds nodes x grid x quadrature values at once. Reverse mode stores a few
+        # scalars per node (the averages' custom JVP), unless phi has arrays of its own
+        # to differentiate through the grid: then it recomputes the quadratures.
+        own_arrays = any(eqx.is_inexact_array(leaf) for leaf in jax.tree.leaves(phi))
+        fn = jax.checkpoint(node) if own_arrays else node
+        out = jax.lax.map(fn, (jnp.arange(order), d_inf_ + y))
+        return out[:, 0], out[:, 1]
+
+    return vmap_batch(nodes, ndim)(*args, values)
+
+
+def profile_nodes(g, b, s2, phi, d0, d_inf, chaotic, order: int, averages):
+    """Node data of the profile of one chaotic solution (safe values elsewhere):
+    tau at the Chebyshev nodes, y = Delta - Delta_inf there, the tail coefficients and
+    the Schroedinger potential `1 - g^2 [phi']_{Delta0, Delta}` at the nodes.
+    `averages`: `[phi]`, `[phi']` at the nodes (from `node_averages`)."""
+    d0, d_inf, q, y = profile_points(d0, d_inf, chaotic, order)
     dtype = q.dtype
-    u = jnp.asarray(chebyshev_nodes(order), dtype)
-    s = 1.0 - u
-    y = q * jnp.exp(-_L * s**2)
+    s = 1.0 - jnp.asarray(chebyshev_nodes(order), dtype)
     dy_du = 2.0 * _L * s * y
-
-    # lax.map over nodes: a vmap of two-point averages over nodes x grid points
-    # holds order x grid x quadrature^2 values at once.
-    def node_values(d_):
-        return (
-            phi.gaussian_correlation(b, d0, d_, "phi"),
-            phi.gaussian_correlation(b, d0, d_, "dphi"),
-        )
-
-    # checkpoint: reverse mode recomputes the quadratures instead of storing them.
-    phi_c, dphi_c = jax.lax.map(jax.checkpoint(node_values), d_inf + y)
+    phi_c, dphi_c = averages
     # W = V(Delta0) - V(Delta) by integrating V' = -D + g^2 [phi] + s^2 (no cancellation
     # of O(1) potentials, pitfall 12): from the top where y > q/2, from the bottom
     # (anchored at the cubic W(y_c)) elsewhere.
     dv = (-(d_inf + y) + g**2 * phi_c + s2) * dy_du
-    k2 = 1.0 - g**2 * phi.gaussian_correlation(b, d0, d_inf, "dphi")
-    beta = -(g**2) * phi.gaussian_correlation(b, d0, d_inf, "ddphi") / 3.0
+    dphi_inf, ddphi_inf = phi.gaussian_correlations(b, d0, d_inf, ("dphi", "ddphi"))
+    k2 = 1.0 - g**2 * dphi_inf
+    beta = -(g**2) * ddphi_inf / 3.0
     y_c = y[0]
     w_c = 0.5 * y_c**2 * (k2 + beta * y_c)
     to_one = jnp.asarray(integral_to_one_matrix(order), dtype)
@@ -182,9 +249,13 @@ def dmft_autocorrelation(
     g, b, s_I = jnp.broadcast_arrays(ensemble.g, ensemble.bias, ensemble.input_std)
     phi = ensemble.phi
 
-    def single(g_, b_, s_, d0, d_inf, regime):
-        chaotic = regime == CHAOTIC
-        nodes = profile_nodes(g_, b_, s_**2, phi, d0, d_inf, chaotic, order)
+    chaotic = solution.regime == CHAOTIC
+    averages = node_averages(
+        b, phi, solution.delta0, solution.delta_inf, chaotic, order, g.ndim
+    )
+
+    def single(g_, b_, s_, d0, d_inf, chaotic, averages):
+        nodes = profile_nodes(g_, b_, s_**2, phi, d0, d_inf, chaotic, order, averages)
         nan = jnp.asarray(jnp.nan, d0.dtype)
         return Autocorrelation(
             delta0=d0,
@@ -198,5 +269,5 @@ def dmft_autocorrelation(
         )
 
     return vmap_batch(single, g.ndim)(
-        g, b, s_I, solution.delta0, solution.delta_inf, solution.regime
+        g, b, s_I, solution.delta0, solution.delta_inf, chaotic, averages
     )

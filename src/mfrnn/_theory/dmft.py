@@ -4,15 +4,18 @@ Convention `J_ij ~ N(0, g^2/N)`, phi outside the gain; uniform bias b and quench
 `I_i ~ N(0, s_I^2)`. Every solve is an optimistix root find, differentiated implicitly.
 """
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optimistix as optx
-from jaxtyping import ArrayLike
+from jaxtyping import Array, ArrayLike, Bool
 
 from .._ensembles import GaussianEnsemble
-from .._misc import check_tolerance, tolerances
-from .._nonlinearities import AbstractNonlinearity
+from .._misc import check_tolerance, is_concrete, tolerances
+from .._nonlinearities import AbstractNonlinearity, AbstractQuadratureNonlinearity
 from .._solution import (
     CHAOTIC,
     DMFTSolution,
@@ -47,14 +50,16 @@ def _chaos_residual(y, args):
 
     # [Phi]_{Delta0, Delta0} = <Phi^2>: a one-point average, much cheaper.
     v_top = -0.5 * d0**2 + g**2 * phi.gaussian_second_moment(b, d0, "Phi") + s2 * d0
-    v_inf = -0.5 * d_inf**2 + g**2 * phi.gaussian_correlation(b, d0, d_inf, "Phi") + s2 * d_inf
-    e_inf = d_inf - g**2 * phi.gaussian_correlation(b, d0, d_inf) - s2
+    # [phi] and [Phi] on one set of quadrature nodes.
+    corr, corr_Phi = phi.gaussian_correlations(b, d0, d_inf, ("phi", "Phi"))
+    v_inf = -0.5 * d_inf**2 + g**2 * corr_Phi + s2 * d_inf
+    e_inf = d_inf - g**2 * corr - s2
     e_energy = (v_top - v_inf) / q**2
     return jnp.stack([e_inf, e_energy])
 
 
 # Geometric offsets above s_I^2 scanned for the first sign change of the static residual.
-_STATIC_SCAN = 10.0 ** jnp.linspace(-8.0, 6.0, 281)
+_STATIC_SCAN = 10.0 ** np.linspace(-8.0, 6.0, 281)
 
 
 def _static_branch(args, rtol, atol, max_steps):
@@ -65,7 +70,7 @@ def _static_branch(args, rtol, atol, max_steps):
     g, b, s2, phi = args
     f0 = _static_residual(s2, args)
     trivial = f0 == 0  # s_I = 0 and phi(b) = 0: x = b is a fixed point
-    grid = jax.lax.stop_gradient(s2 + _STATIC_SCAN.astype(jnp.result_type(s2)))
+    grid = jax.lax.stop_gradient(s2 + jnp.asarray(_STATIC_SCAN, jnp.result_type(s2)))
     f = jax.vmap(lambda d: _static_residual(d, jax.lax.stop_gradient(args)))(grid)
     positive = f > 0
     found = jnp.any(positive)
@@ -135,55 +140,163 @@ def _chaos_guess(args, d_static):
     return d_inf, q
 
 
-def _solve_single(g, b, s_I, phi: AbstractNonlinearity, rtol, atol, max_steps):
-    s2 = s_I**2
-    args = (g, b, s2, phi)
-    d_static, static_ok = _static_branch(args, rtol, atol, max_steps)
-    bulk = jnp.abs(g) * jnp.sqrt(phi.gaussian_second_moment(b, d_static, "dphi"))
-    chaotic = bulk > 1.0
+# Quadrature order of the rule the chaotic initial guess is found with (a 5x coarser
+# spacing than the default 301: a rough guess, which the Newton solve polishes).
+_COARSE_ORDER = 61
+# Mehler's series [f]_{b; Delta0, Delta} = sum_n c_n^2 (Delta / Delta0)^n, this many terms:
+# round-off accurate up to Delta / Delta0 ~ 0.4 (Delta_inf = 0 without input), for a
+# fraction of the two-point quadrature's work.
+_SERIES_TERMS = 40
 
+
+def _coarse(phi: AbstractNonlinearity) -> AbstractNonlinearity:
+    if isinstance(phi, AbstractQuadratureNonlinearity) and phi.order > _COARSE_ORDER:
+        try:
+            return dataclasses.replace(phi, order=_COARSE_ORDER)
+        except TypeError:  # a subclass whose __init__ takes no `order`
+            return phi
+    return phi
+
+
+class _Averages(eqx.Module):
+    """phi's averages for the chaotic equations; two-point ones by Mehler's series when
+    `series` (a runtime flag, one for the whole grid), else by quadrature."""
+
+    phi: AbstractQuadratureNonlinearity
+    series: bool | Bool[Array, ""]
+
+    def gaussian_second_moment(self, mu, delta, which="phi"):
+        return self.phi.gaussian_second_moment(mu, delta, which)
+
+    def gaussian_correlation(self, mu, delta0, delta, which="phi"):
+        return self.gaussian_correlations(mu, delta0, delta, (which,))[0]
+
+    def _coefficients(self, mu, delta0, which):
+        return self.phi.hermite_coefficients(mu, delta0, which, _SERIES_TERMS)
+
+    def gaussian_correlations(self, mu, delta0, delta, which):
+        def series(mu, delta0, delta):
+            coeffs = self._coefficients(mu, delta0, which)
+            return tuple(jnp.polyval(c[::-1] ** 2, delta / delta0) for c in coeffs)
+
+        def quadrature(mu, delta0, delta):
+            return self.phi.gaussian_correlations(mu, delta0, delta, which)
+
+        if isinstance(self.series, bool):
+            return (series if self.series else quadrature)(mu, delta0, delta)
+        return jax.lax.cond(self.series, series, quadrature, mu, delta0, delta)
+
+    def converged(self, mu, delta0, delta, which):
+        # The series' tail from its last terms (odd or even ones vanish by symmetry).
+        rho = jnp.abs(delta / delta0)
+        c2 = jnp.stack(self._coefficients(mu, delta0, which)) ** 2
+        tail = jnp.max(c2[:, -4:], 1) * rho ** (_SERIES_TERMS - 4) / (1.0 - jnp.minimum(rho, 0.999))
+        ok = jnp.all(tail <= 10 * jnp.finfo(c2.dtype).eps * jnp.sum(c2, 1))
+        return ok | ~jnp.asarray(self.series)
+
+
+class _Static(eqx.Module):
+    delta0: Array
+    ok: Array
+    bulk: Array
+    chaotic: Array
+
+
+class _Chaos(eqx.Module):
+    y: Array  # (Delta_inf, log q)
+    ok: Array
+    residual: Array
+    series_ok: Array
+
+
+def _static_single(g, b, s_I, phi, rtol, atol, max_steps) -> _Static:
+    args = (g, b, s_I**2, phi)
+    d_static, ok = _static_branch(args, rtol, atol, max_steps)
+    bulk = jnp.abs(g) * jnp.sqrt(phi.gaussian_second_moment(b, d_static, "dphi"))
+    return _Static(d_static, ok, bulk, bulk > 1.0)
+
+
+def _chaos_single(g, b, s_I, averages, coarse, static: _Static, rtol, atol, max_steps) -> _Chaos:
+    s2 = s_I**2
     # Below the onset there is no chaotic branch: solve at a harmless point and discard.
-    safe_args = (jnp.where(chaotic, g, 2.0), b, s2, phi)
-    d_inf_guess, q_guess = _chaos_guess(
-        jax.lax.stop_gradient(safe_args), jax.lax.stop_gradient(jnp.nan_to_num(d_static))
+    safe_args = (jnp.where(static.chaotic, g, 2.0), b, s2, averages)
+    # Initial guess on the coarse rule, not differentiated: the Newton solve carries the
+    # gradient.
+    guess = _chaos_guess(
+        jax.lax.stop_gradient((*safe_args[:3], coarse)),
+        jax.lax.stop_gradient(jnp.nan_to_num(static.delta0)),
     )
     chaos = optx.root_find(
         _chaos_residual,
         optx.Newton(rtol, atol),
-        jnp.stack([d_inf_guess, jnp.log(q_guess)]),
+        jnp.stack([guess[0], jnp.log(guess[1])]),
         args=safe_args,
         max_steps=max_steps,
         throw=False,
     )
     d_inf = chaos.value[0]
-    d0_chaos = d_inf + jnp.exp(chaos.value[1])
-    chaos_ok = (chaos.result == optx.RESULTS.successful) & (d_inf >= -atol)
+    ok = (chaos.result == optx.RESULTS.successful) & (d_inf >= -atol)
+    residual = jnp.max(jnp.abs(_chaos_residual(chaos.value, (g, b, s2, averages))))
+    series_ok = jnp.array(True)
+    if isinstance(averages, _Averages):
+        d0 = d_inf + jnp.exp(chaos.value[1])
+        series_ok = averages.converged(b, d0, d_inf, ("phi", "Phi")) | ~static.chaotic
+    return _Chaos(chaos.value, ok, residual, series_ok)
 
-    delta0 = jnp.where(chaotic, d0_chaos, d_static)
-    delta_inf = jnp.where(chaotic, d_inf, d_static)
+
+def _first_converged(attempt, batch: tuple[int, ...], dtype) -> _Chaos:
+    """`attempt(series)` with the series, then (one copy of the program, run only if
+    needed) with quadrature where the series has not converged somewhere."""
+
+    def step(carry, flag):
+        out, done = carry
+        out = jax.lax.cond(done, lambda: out, lambda: attempt(flag))
+        return (out, done | jnp.all(out.series_ok)), None
+
+    no = jnp.zeros(batch, bool)
+    init = _Chaos(jnp.zeros(batch + (2,), dtype), no, jnp.zeros(batch, dtype), no)
+    (out, _), _ = jax.lax.scan(step, (init, jnp.array(False)), jnp.array([True, False]))
+    return out
+
+
+def _assemble(static: _Static, chaos: _Chaos, g, b, s_I, phi) -> DMFTSolution:
+    chaotic = static.chaotic
+    d_static = static.delta0
+    d_inf = chaos.y[0]
+    d0_chaos = d_inf + jnp.exp(chaos.y[1])
     quiescent = (~chaotic) & (d_static <= 1e-12)
     regime = jnp.where(chaotic, CHAOTIC, jnp.where(quiescent, QUIESCENT, FIXED_POINT))
     residual = jnp.where(
-        chaotic,
-        jnp.max(jnp.abs(_chaos_residual(chaos.value, args))),
-        jnp.abs(_static_residual(d_static, args)),
+        chaotic, chaos.residual, jnp.abs(_static_residual(d_static, (g, b, s_I**2, phi)))
     )
-    result = RESULTS.where(static_ok, RESULTS.successful, RESULTS.static_not_converged)
+    result = RESULTS.where(static.ok, RESULTS.successful, RESULTS.static_not_converged)
     result = RESULTS.where(
-        chaotic & static_ok & ~chaos_ok, RESULTS.chaotic_not_converged, result
+        chaotic & static.ok & ~chaos.ok, RESULTS.chaotic_not_converged, result
     )
     return DMFTSolution(
-        delta0=delta0,
-        delta_inf=delta_inf,
+        delta0=jnp.where(chaotic, d0_chaos, d_static),
+        delta_inf=jnp.where(chaotic, d_inf, d_static),
         delta0_static=d_static,
-        bulk_radius=bulk,
+        bulk_radius=static.bulk,
         regime=regime,
         residual=residual,
         result=result,
     )
 
 
-@eqx.filter_jit
+def _checked(x, msg: str, nonnegative: bool, throw: bool):
+    """`x` checked to be finite (and >= 0). Concrete values in Python; traced ones at
+    runtime: raising with `throw`, else made NaN so that the point fails (no host
+    callback in the program, which the persistent compilation cache cannot store)."""
+    if is_concrete(x):
+        value = np.asarray(x)
+        if np.any(~np.isfinite(value) | (nonnegative & (value < 0))):
+            raise ValueError(msg)
+        return x
+    bad = ~jnp.isfinite(x) | (nonnegative & (x < 0))
+    return eqx.error_if(x, bad, msg) if throw else jnp.where(bad, jnp.nan, x)
+
+
 def solve_dmft(
     ensemble: GaussianEnsemble,
     *,
@@ -205,7 +318,8 @@ def solve_dmft(
       may be arrays of one shape (a grid): the solve is vmapped over them.
     - `rtol`, `atol`, `max_steps`: Newton tolerances (default 1e-10 in float64, 1e-5 in
       float32, where Delta0 comes out to ~1e-7 relative) and step budget. Keyword only.
-    - `throw`: raise if any point failed; with False check `solution.result`.
+    - `throw`: raise if any point failed; with False check `solution.result` (then a
+      traced invalid input makes its point fail instead of raising).
 
     **Returns:** a [`mfrnn.DMFTSolution`][]; differentiable in every ensemble field
     (implicit differentiation).
@@ -216,15 +330,59 @@ def solve_dmft(
     ```
     """
     _check_ensemble(ensemble)
+    g = _checked(ensemble.g, "`g` must be finite and non-negative.", True, throw)
+    b = _checked(ensemble.bias, "`bias` must be finite.", False, throw)
+    s_I = _checked(ensemble.input_std, "`input_std` must be finite, >= 0.", True, throw)
+    ensemble = eqx.tree_at(lambda e: (e.g, e.bias, e.input_std), ensemble, (g, b, s_I))
+    kwargs = dict(rtol=rtol, atol=atol, max_steps=max_steps)
+    if not isinstance(ensemble.phi, AbstractQuadratureNonlinearity):
+        sol, _ = _solve_dmft(ensemble, mode="quadrature", **kwargs)
+    elif all(is_concrete(x) for x in (g, b, s_I)):
+        # Called eagerly: the series program, and the quadrature one only if needed (each
+        # smaller and quicker to compile than the two in one).
+        sol, ok = _solve_dmft(ensemble, mode="series", **kwargs)
+        if not np.all(np.asarray(ok)):
+            sol, _ = _solve_dmft(ensemble, mode="quadrature", **kwargs)
+        return _raise_if_failed(sol) if throw else sol
+    else:
+        sol, _ = _solve_dmft(ensemble, mode="fallback", **kwargs)
+    return raise_if_failed(sol, lambda s: s.delta0) if throw else sol
+
+
+@eqx.filter_jit
+def _raise_if_failed(sol: DMFTSolution) -> DMFTSolution:
+    return raise_if_failed(sol, lambda s: s.delta0)
+
+
+@eqx.filter_jit
+def _solve_dmft(ensemble: GaussianEnsemble, *, mode: str, rtol, atol, max_steps):
+    """mode: "series" (Mehler's series for the two-point averages; also returns where it
+    has converged), "quadrature", or "fallback" (the series, then quadrature throughout
+    if it has not converged everywhere, in one program)."""
     g, b, s_I = jnp.broadcast_arrays(ensemble.g, ensemble.bias, ensemble.input_std)
     rtol, atol = tolerances(rtol, atol, g.dtype)
     check_tolerance(rtol, atol, max_steps)
-    g = eqx.error_if(g, ~jnp.isfinite(g) | (g < 0), "`g` must be finite and non-negative.")
-    b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
-    s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
-    fn = lambda g_, b_, s_: _solve_single(g_, b_, s_, ensemble.phi, rtol, atol, max_steps)
-    sol = vmap_batch(fn, g.ndim)(g, b, s_I)
-    return raise_if_failed(sol, lambda s: s.delta0) if throw else sol
+    phi = ensemble.phi
+    batch = lambda fn: vmap_batch(fn, g.ndim)
+    static = batch(lambda *a: _static_single(*a, phi, rtol, atol, max_steps))(g, b, s_I)
+
+    def attempt(series):
+        averages, coarse = phi, _coarse(phi)
+        if isinstance(phi, AbstractQuadratureNonlinearity):
+            # The guess always by the series: if the series has not converged (strong
+            # input), it is a few percent off, which the quadrature Newton polishes.
+            averages, coarse = _Averages(phi, series), _Averages(coarse, True)
+        fn = lambda g_, b_, s_, st: _chaos_single(
+            g_, b_, s_, averages, coarse, st, rtol, atol, max_steps
+        )
+        return batch(fn)(g, b, s_I, static)
+
+    if mode == "fallback":
+        chaos = _first_converged(attempt, g.shape, g.dtype)
+    else:
+        chaos = attempt(mode == "series")
+    sol = batch(lambda *a: _assemble(*a, phi))(static, chaos, g, b, s_I)
+    return sol, chaos.series_ok
 
 
 def _onset_residual(delta, args):
@@ -251,7 +409,6 @@ def _onset_single(b, s_I, phi, rtol, atol, max_steps):
     )
 
 
-@eqx.filter_jit
 def chaos_onset(
     phi: AbstractNonlinearity,
     bias: ArrayLike = 0.0,
@@ -275,9 +432,15 @@ def chaos_onset(
     dtype = jnp.result_type(float)
     rtol, atol = tolerances(rtol, atol, dtype)
     check_tolerance(rtol, atol, max_steps)
+    s_I = _checked(input_std, "`input_std` must be finite, >= 0.", True, throw)
+    b = _checked(bias, "`bias` must be finite.", False, throw)
+    return _chaos_onset(phi, b, s_I, rtol=rtol, atol=atol, max_steps=max_steps, throw=throw)
+
+
+@eqx.filter_jit
+def _chaos_onset(phi, bias, input_std, *, rtol, atol, max_steps, throw) -> OnsetSolution:
+    dtype = jnp.result_type(float)
     b, s_I = jnp.broadcast_arrays(jnp.asarray(bias, dtype), jnp.asarray(input_std, dtype))
-    s_I = eqx.error_if(s_I, ~jnp.isfinite(s_I) | (s_I < 0), "`input_std` must be finite, >= 0.")
-    b = eqx.error_if(b, ~jnp.isfinite(b), "`bias` must be finite.")
     fn = lambda b_, s_: _onset_single(b_, s_, phi, rtol, atol, max_steps)
     sol = vmap_batch(fn, b.ndim)(b, s_I)
     return raise_if_failed(sol, lambda s: s.g_c) if throw else sol

@@ -9,7 +9,8 @@ function of E. Even states end at theta = pi/2 (psi'(0) = 0), odd ones at theta 
 The odd state with E1 = 0 is the exact zero mode Delta'(tau): |E1| << |E0| checks the
 whole chain (profile, potential, integration). The integration runs in the profile's
 Chebyshev variable u (where U and dtau/du are smooth, no interpolation of Delta(tau));
-the tail beyond y_c is handled in closed form to first order in y_c.
+the tail beyond y_c is handled in closed form to first order in y_c. Each energy is
+bracketed by bisection on an 8x coarser RK4 grid, then polished by Newton on the fine one.
 """
 
 import equinox as eqx
@@ -19,10 +20,10 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Float
 
-from .._chebyshev import interpolate
+from .._chebyshev import interpolation_matrix
 from .._ensembles import GaussianEnsemble
 from .._solution import CHAOTIC, DMFTSolution, raise_if_failed, RESULTS, vmap_batch
-from .autocorrelation import profile_nodes, tau_half_from_nodes
+from .autocorrelation import node_averages, profile_nodes, tau_half_from_nodes
 from .dmft import solve_dmft
 
 
@@ -45,67 +46,105 @@ class LyapunovSolution(eqx.Module):
 
 
 def _theta_at_zero(energy, args):
-    # Pruefer angle at tau = 0 for energy E. args: dtau/du and U at the RK4 stage points
-    # (u = 0 ... 1), the tail rate k and the first-order tail coefficient.
+    """Pruefer angle at tau = 0 for energy E. args: dtau/du and U at the RK4 stage points
+    (u = 0 ... 1), the tail rate k and the first-order tail coefficient.
+
+    RK4 on the linear system (psi, psi') (no trigonometric function per step; the angle
+    is atan2(psi, psi') with the windings counted at the sign changes of psi: at psi = 0,
+    theta always decreases in u)."""
     h_stages, pot_stages, k, tail_c = args
     kappa = jnp.sqrt(jnp.maximum(k**2 - energy, 0.0))
     # Tail: w = psi'/psi = -kappa + c y_c / (2 kappa + k) to first order in y_c.
     w = -kappa + tail_c / (2.0 * kappa + k)
-    theta = 0.5 * np.pi - jnp.arctan(w)
     n = (h_stages.shape[0] - 1) // 2
     du = 1.0 / n
+    shifted = pot_stages - energy
 
-    def rhs(theta, h, pot):
-        # d theta / du = -dtau/du * (cos^2 - (U - E) sin^2): u grows as tau falls.
-        return -h * (jnp.cos(theta) ** 2 - (pot - energy) * jnp.sin(theta) ** 2)
+    def rhs(psi, dpsi, h, pot):
+        # d/du: u grows as tau falls, dtau/du = -h.
+        return -h * dpsi, -h * pot * psi
 
-    def step(theta, i):
-        h0, hm, h1 = h_stages[2 * i], h_stages[2 * i + 1], h_stages[2 * i + 2]
-        p0, pm, p1 = pot_stages[2 * i], pot_stages[2 * i + 1], pot_stages[2 * i + 2]
-        k1 = rhs(theta, h0, p0)
-        k2 = rhs(theta + 0.5 * du * k1, hm, pm)
-        k3 = rhs(theta + 0.5 * du * k2, hm, pm)
-        k4 = rhs(theta + du * k3, h1, p1)
-        return theta + du / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4), None
+    def step(carry, stage):
+        psi, dpsi, sign, winds = carry
+        h0, hm, h1, p0, pm, p1 = stage
+        a1, b1 = rhs(psi, dpsi, h0, p0)
+        a2, b2 = rhs(psi + 0.5 * du * a1, dpsi + 0.5 * du * b1, hm, pm)
+        a3, b3 = rhs(psi + 0.5 * du * a2, dpsi + 0.5 * du * b2, hm, pm)
+        a4, b4 = rhs(psi + du * a3, dpsi + du * b3, h1, p1)
+        psi = psi + du / 6.0 * (a1 + 2 * a2 + 2 * a3 + a4)
+        dpsi = dpsi + du / 6.0 * (b1 + 2 * b2 + 2 * b3 + b4)
+        scale = jnp.abs(psi) + jnp.abs(dpsi)  # linear: rescaling changes no angle
+        crossed = psi * sign < 0
+        carry = psi / scale, dpsi / scale, jnp.where(crossed, -sign, sign), winds + crossed
+        return carry, None
 
-    theta, _ = jax.lax.scan(step, theta, jnp.arange(n))
-    return theta
+    stages = (
+        h_stages[:-1:2], h_stages[1::2], h_stages[2::2],
+        shifted[:-1:2], shifted[1::2], shifted[2::2],
+    )
+    # theta(inf) = pi/2 - arctan(w): (sin, cos) theta is (1, w) up to a positive factor.
+    one = jnp.ones_like(w)
+    init = (one, w, one, jnp.zeros((), jnp.int32))
+    (psi, dpsi, sign, winds), _ = jax.lax.scan(step, init, stages)
+    # theta + winds pi lies in (0, pi), where sign * psi > 0.
+    return jnp.arctan2(sign * psi, sign * dpsi) - winds * np.pi
 
 
-def _lyapunov_single(g, b, s_I, phi, d0, d_inf, regime, bulk, order, steps):
-    chaotic = regime == CHAOTIC
+def _theta_residual(energy, args):
+    *shooting, target = args
+    return _theta_at_zero(energy, tuple(shooting)) - target
+
+
+def _lyapunov_single(g, b, s_I, phi, d0, d_inf, chaotic, bulk, averages, order, steps):
     s2 = s_I**2
-    nodes = profile_nodes(g, b, s2, phi, d0, d_inf, chaotic, order)
+    nodes = profile_nodes(g, b, s2, phi, d0, d_inf, chaotic, order, averages)
     dtype = nodes["tau"].dtype
     tau = nodes["tau"]
-    h_nodes = nodes["integrand"]  # dtau/du = -integrand
-    stage_u = jnp.linspace(0.0, 1.0, 2 * steps + 1, dtype=dtype)
-    h_stages = interpolate(h_nodes, stage_u)
-    pot_stages = interpolate(nodes["potential"], stage_u)
     k = jnp.where(chaotic, nodes["tail_rate"], 1.0)
     # U - k^2 ~ -g^2 [phi''] y in the tail (Price); tail_c = g^2 [phi''] y_c = -3 beta y_c.
     tail_c = jnp.where(chaotic, -3.0 * nodes["tail_beta"] * nodes["y"][0], 0.0)
-    args = (h_stages, pot_stages, k, tail_c)
+
+    def stages(n):  # dtau/du and U at the RK4 stage points of n steps
+        matrix = jnp.asarray(interpolation_matrix(order, 2 * n + 1), dtype)
+        return matrix @ nodes["integrand"], matrix @ nodes["potential"]
+
+    h_stages, pot_stages = stages(steps)
     tol = 1e-7 if jnp.finfo(dtype).bits >= 64 else 3e-3  # squared below: 1e-14 / 1e-5
     lower = jnp.min(pot_stages) - 1e-3
     upper = k**2
+    # theta(0) = pi/2: even ground state E0; theta(0) = 0: the odd zero mode E1.
+    targets = jnp.asarray([0.5 * np.pi, 0.0], dtype)
+    # Guesses by bisection on an 8x coarser RK4 grid (not differentiated): the fine
+    # Newton polish then needs two steps instead of ~45 fine bisection steps.
+    coarse = jax.lax.stop_gradient((*stages(max(steps // 8, 1)), k, tail_c))
 
-    def solve(target):
+    def guess(target):
         return optx.root_find(
-            lambda e, a: _theta_at_zero(e, a) - target,
-            # theta(0) decreases with E; float32 resolves E to ~1e-6.
-            optx.Bisection(rtol=100 * tol * tol, atol=10 * tol * tol, flip=True),
+            _theta_residual,
+            optx.Bisection(rtol=1e-7, atol=1e-7, flip=True),  # theta(0) decreases with E
             0.5 * (lower + upper),
-            args=args,
+            args=(*coarse, target),
             options=dict(lower=lower, upper=upper),
-            max_steps=200,
+            max_steps=100,
+            throw=False,
+        ).value
+
+    def polish(target, e_guess):
+        return optx.root_find(
+            _theta_residual,
+            # float32 resolves E to ~1e-6.
+            optx.Newton(rtol=100 * tol * tol, atol=10 * tol * tol),
+            e_guess,
+            args=(h_stages, pot_stages, k, tail_c, target),
+            options=dict(lower=lower, upper=upper),
+            max_steps=32,
             throw=False,
         )
 
-    ground, odd = solve(0.5 * np.pi), solve(0.0)
-    e0 = ground.value
-    e1 = odd.value
-    ok = (ground.result == optx.RESULTS.successful) & (odd.result == optx.RESULTS.successful)
+    guesses = jax.lax.stop_gradient(jax.vmap(guess)(targets))
+    sol = jax.vmap(polish)(targets, guesses)
+    e0, e1 = sol.value[0], sol.value[1]
+    ok = jnp.all(sol.result == optx.RESULTS.successful)
     # Self-test: E1 is an exact zero mode; a large |E1| means an inaccurate profile.
     ok = ok & (e0 < e1) & (jnp.abs(e1) <= 1e-3 * jnp.abs(e0) + 10 * tol * tol)
     nan = jnp.asarray(jnp.nan, dtype)
@@ -149,8 +188,11 @@ def dmft_lyapunov(
         solution = solve_dmft(ensemble, throw=throw)
     g, b, s_I = jnp.broadcast_arrays(ensemble.g, ensemble.bias, ensemble.input_std)
     phi = ensemble.phi
-    def fn(g_, b_, s_, d0, di, reg, bulk, res):
-        sol = _lyapunov_single(g_, b_, s_, phi, d0, di, reg, bulk, order, steps)
+    chaotic = solution.regime == CHAOTIC
+    averages = node_averages(b, phi, solution.delta0, solution.delta_inf, chaotic, order, g.ndim)
+
+    def fn(g_, b_, s_, d0, di, chaotic_, bulk, averages_, res):
+        sol = _lyapunov_single(g_, b_, s_, phi, d0, di, chaotic_, bulk, averages_, order, steps)
         result = RESULTS.where(res == RESULTS.successful, sol.result, res)
         return eqx.tree_at(lambda s: s.result, sol, result)
 
@@ -160,8 +202,9 @@ def dmft_lyapunov(
         s_I,
         solution.delta0,
         solution.delta_inf,
-        solution.regime,
+        chaotic,
         solution.bulk_radius,
+        averages,
         solution.result,
     )
     return raise_if_failed(sol, lambda s: s.lyapunov) if throw else sol

@@ -1,0 +1,54 @@
+"""JAX's persistent compilation cache for mfrnn: opt-in for Python users, on by default
+in the `mfrnn` command line. Importing mfrnn never changes JAX's global configuration."""
+
+import os
+import pathlib
+
+
+# Set (to anything but "" or "0") to keep the command line from using the cache.
+DISABLE_ENV = "MFRNN_NO_COMPILATION_CACHE"
+# Folder of the cache, overriding the default below.
+DIR_ENV = "MFRNN_COMPILATION_CACHE_DIR"
+
+
+def default_compilation_cache_dir() -> pathlib.Path:
+    """`$MFRNN_COMPILATION_CACHE_DIR`, else `$XDG_CACHE_HOME/mfrnn/jax`, else
+    `~/.cache/mfrnn/jax`."""
+    if os.environ.get(DIR_ENV):
+        return pathlib.Path(os.environ[DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base).expanduser() / "mfrnn" / "jax"
+
+
+def compilation_cache_disabled() -> bool:
+    """Whether `$MFRNN_NO_COMPILATION_CACHE` asks the command line not to use the cache."""
+    return os.environ.get(DISABLE_ENV, "") not in ("", "0")
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.Path:
+    """Store compiled XLA programs in `path` (default: `default_compilation_cache_dir()`)
+    and reuse them in later processes, so a DMFT solve is compiled once per machine
+    rather than once per run. This changes JAX's global configuration (every program
+    compiled afterwards, mfrnn's or not, is cached); mfrnn never calls it by itself, the
+    `mfrnn` command line does unless `$MFRNN_NO_COMPILATION_CACHE` is set.
+
+    **Returns:** the cache folder.
+
+    ```python
+    mfrnn.enable_compilation_cache()
+    ```
+
+    As for any JAX compilation cache, do not point it at a folder that others can write.
+    """
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    folder = pathlib.Path(path).expanduser() if path is not None else default_compilation_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    current = jax.config.jax_compilation_cache_dir
+    if current is not None and pathlib.Path(current) != folder:
+        compilation_cache.reset_cache()  # JAX opens the cache once: switch folders
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Every program: the command line's few programs all take seconds to compile.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
