@@ -200,10 +200,10 @@ def potential_gap(p, st, d_inf, q):
     d0 = d_inf + q
     top, low = st.L + d0, st.L + d_inf
     Phi2 = per_population(lambda m, a: p.phi.gaussian_second_moment(m, a, "Phi"), st.mu, top)
-    PhiC = per_population(
-        lambda m, a, b: p.phi.gaussian_correlation(m, a, b, "Phi"), st.mu, top, low
+    # Both two-point averages on one grid (one pass, one copy in the compiled program).
+    PhiC, C = per_population(
+        lambda m, a, b: p.phi.gaussian_correlations(m, a, b, ("Phi", "phi")), st.mu, top, low
     )
-    C = per_population(p.phi.gaussian_correlation, st.mu, top, low)
     g2 = p.g**2
     v_top = -0.5 * d0**2 + g2 * jnp.sum(p.fractions * Phi2)
     v_inf = -0.5 * d_inf**2 + g2 * jnp.sum(p.fractions * PhiC)
@@ -388,11 +388,14 @@ def solve_fixed_point(
     )
 
 
-def chaos_guess(p: Point, kappa0, steps: int = 12):
-    """(D_inf, log q) with kappa held at its guess, on a coarse rule: bisection in log q
-    on the energy balance / q^2, which -> (g^2 <phi'^2> - 1) / 2 > 0 as q -> 0 above
-    onset and -> -inf as q grows. D_inf follows by two Newton steps per bisection step,
-    warm-started from the previous step (a fixed-length scan: no nested loops)."""
+def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8):
+    """(D_inf, log q) with kappa held at its guess, on a coarse rule. Above onset the
+    energy balance / q^2 is > 0 as q -> 0 and -> -inf as q grows; the chaotic q is its
+    largest sign change. At small q the balance is a difference of nearly equal
+    averages divided by q^2, so a rule's error can flip its sign there: scan q
+    downwards on a log grid for the first positive value, then bisect that bracket.
+    D_inf follows by Newton steps warm-started along the way (fixed-length scans: no
+    nested loops)."""
     p = jax.lax.stop_gradient(coarse(p))
     kappa0 = jax.lax.stop_gradient(kappa0)
     st = stats(p, kappa0)
@@ -405,21 +408,29 @@ def chaos_guess(p: Point, kappa0, steps: int = 12):
         step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
         return jnp.clip(d - step, 0.0, d_max)
 
-    def inf_solve(d, q, n):
-        return jax.lax.fori_loop(0, n, lambda _, x: inf_newton(x, q), d)
-
-    def body(carry, _):
-        lo, hi, d = carry
-        mid = 0.5 * (lo + hi)
-        q = jnp.exp(mid)
-        # At small q an unconverged D_inf dominates the energy / q^2: converge it.
-        d = inf_solve(d, q, 4)
-        up = potential_gap(p, st, d, q)[0] > 0  # decreasing: the root lies above mid
-        return (jnp.where(up, mid, lo), jnp.where(up, hi, mid), d), None
-
     lo, hi = jnp.log(1e-4 * scale), jnp.log(1e3 * scale)
-    d = inf_solve(jnp.clip(d_start, 0.0, d_max), jnp.exp(0.5 * (lo + hi)), 8)
-    (lo, hi, d), _ = jax.lax.scan(body, (lo, hi, d), None, steps)
+    spacing = (hi - lo) / (scan - 1)
+
+    # One loop body for the downward scan and the bisection (each copy of the averages
+    # costs compile time): step i < scan tries q on the grid from the top, then bisects
+    # the bracket [log q, log q + spacing] of the first positive value.
+    def body(carry, i):
+        d, found, lo_, hi_ = carry
+        log_q = jnp.where(i < scan, hi - i * spacing, 0.5 * (lo_ + hi_))
+        q = jnp.exp(log_q)
+        # At small q an unconverged D_inf dominates the energy / q^2: converge it. The
+        # first point (the top of the grid) gets more steps from its cold start.
+        n = jnp.where(i == 0, 12, 4)
+        d = jax.lax.fori_loop(0, n, lambda _, x: inf_newton(x, q), d)
+        up = potential_gap(p, st, d, q)[0] > 0  # decreasing: the root lies above
+        scanning = i < scan
+        first = scanning & up & ~found
+        lo_ = jnp.where(first, log_q, jnp.where(scanning, lo_, jnp.where(up, log_q, lo_)))
+        hi_ = jnp.where(first, log_q + spacing, jnp.where(scanning | up, hi_, log_q))
+        return (d, found | first, lo_, hi_), None
+
+    carry = (jnp.zeros_like(d_start), jnp.asarray(False), lo, lo)
+    (d, _, lo, hi), _ = jax.lax.scan(body, carry, jnp.arange(scan + steps))
     return d, 0.5 * (lo + hi)
 
 

@@ -100,14 +100,18 @@ class _FixedStage(eqx.Module):
     static_failed: Bool[Array, ""]
 
 
-def _fixed_stage(p: Point, rtol, atol, max_steps, robust) -> _FixedStage:
+def _fixed_stage(p: Point, hint, rtol, atol, max_steps) -> _FixedStage:
+    """Fixed points by Newton from kappa = 0 and +-kappa along each axis at the scale, a
+    third and a tenth of it (Newton from a guess far outside a small branch diverges).
+    A nonzero `hint` (a converged neighbour's branch, on a retry) replaces the first
+    pair at a third."""
     p = check_point(p)
     guesses = default_guesses(p, "fixed_point")
-    if not robust:
-        # Newton from a guess far outside a small branch diverges: add guesses at a
-        # third and a tenth of the scale (cheaper than a trust region everywhere).
-        guesses = jnp.concatenate([guesses, guesses[1:] / 3.0, guesses[1:] / 10.0])
-    fixed = jax.vmap(lambda k: solve_fixed_point(p, k, rtol, atol, max_steps, robust))(guesses)
+    third = guesses[1:] / 3.0
+    third = third.at[0].set(jnp.where(jnp.any(hint != 0), hint, third[0]))
+    third = third.at[p.rank].set(jnp.where(jnp.any(hint != 0), -hint, third[p.rank]))
+    guesses = jnp.concatenate([guesses, third, guesses[1:] / 10.0])
+    fixed = jax.vmap(lambda k: solve_fixed_point(p, k, rtol, atol, max_steps, False))(guesses)
     f_ok = fixed.result == RESULTS.successful
     f_nonzero = f_ok & (_size(fixed.kappa) > _tolerance(p))
     stable_kappa = f_nonzero & fixed.stable
@@ -136,20 +140,18 @@ def _zero_chaos_state_stage(p: Point, d_inf, q, ok) -> LowRankSolution:
     return zero_chaos_solution(p, d_inf, q, ok)
 
 
-def _chaos_stage(p: Point, rtol, atol, max_steps, robust, guesses) -> LowRankSolution:
-    """Guesses + along each latent axis and `guesses` (a kappa != 0 fixed point, whose
-    branch the chaotic one continues past g_C)."""
+def _chaos_stage(
+    p: Point, hint, rtol, atol, max_steps
+) -> tuple[LowRankSolution, Float[Array, ""]]:
+    """Chaotic states from `hint` (a fixed point's kappa, whose branch the chaotic one
+    continues past g_C, or a converged neighbour's kappa on a retry; where it is 0, the
+    first axis guess) and, from rank two, from +kappa along each latent axis."""
     p = check_point(p)
     ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
-    extra = jnp.where(jnp.any(guesses != 0), guesses, ks[0])
-    # Rank one, first pass: the fixed-point branch alone (the retry tries every guess).
-    if not robust:
-        ks = extra[None] if p.rank == 1 else jnp.concatenate([ks, extra[None]])
-        return jax.vmap(lambda k: solve_chaos(p, k, rtol, atol, max_steps, False))(ks)
-    # lax.map, not vmap: XLA:CPU (jax 0.10) aborts compiling the trust region batched
-    # over points and guesses at once ("dot_op_emitter ... IsMonotonicWithDim0Major").
-    ks = jnp.concatenate([ks, extra[None]])
-    return jax.lax.map(lambda k: solve_chaos(p, k, rtol, atol, max_steps, True), ks)
+    hint = jnp.where(jnp.all(jnp.isfinite(hint)) & jnp.any(hint != 0), hint, ks[0])
+    ks = hint[None] if p.rank == 1 else jnp.concatenate([ks, hint[None]])
+    sol = jax.vmap(lambda k: solve_chaos(p, k, rtol, atol, max_steps, False))(ks)
+    return sol, _tolerance(p)
 
 
 @eqx.filter_jit
@@ -159,36 +161,34 @@ def _stage(fn, p: Point, extra, settings):
     )
 
 
-def _chunk_sizes():
-    # Vmapped, every point holds its quadrature arrays at once, and a while loop runs
-    # until its slowest point converges: moderate chunks on CPU, larger on accelerators.
-    # Three sizes, so that few programs are compiled for any grid.
-    return (16, 128, 1024) if jax.default_backend() == "cpu" else (16, 1024, 8192)
+# Points per compiled chunk, per stage (one size each, so one compilation per stage). A
+# vmapped while loop runs until its slowest point converges: chaotic solves, whose
+# Newton counts vary most, get small chunks on CPU; accelerators want large ones.
+_CHUNKS = {"cpu": {"fixed": 128, "chaos": 64, "other": 128}}
+_CHUNKS_ACCELERATOR = {"fixed": 4096, "chaos": 1024, "other": 4096}
 
 
-def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, sizes=None):
+def _chunk_size(kind: str) -> int:
+    return _CHUNKS.get(jax.default_backend(), _CHUNKS_ACCELERATOR)[kind]
+
+
+def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, kind="other"):
     """`fn(point, *extra[i], *settings)` on the points `index` of the flat batch `flat`
-    (numpy arrays), in padded chunks; results as numpy arrays."""
+    (numpy arrays), in padded chunks of the stage's size; results as numpy arrays."""
     index = np.asarray(index)
     n = index.size
     if n == 0:
         return None
-    # Cover n greedily with chunks of the fixed sizes (largest first): at most one
-    # program per size is compiled and at most one smallest chunk is padding.
-    sizes = [s + (-s) % n_dev for s in (sizes or _chunk_sizes())]
-    bounds, start = [], 0
-    for size in sorted(sizes, reverse=True):
-        while n - start >= size or (size == min(sizes) and start < n):
-            bounds.append((start, start + size))
-            start += size
-    padded = bounds[-1][1]
+    size = _chunk_size(kind)
+    size += (-size) % n_dev
+    padded = -(-n // size) * size
     take = np.concatenate([index, np.repeat(index[-1:], padded - n)])
     extra = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], padded - n, 0)]), extra)
     out = []
-    for i, j in bounds:
-        sl = take[i:j]
+    for i in range(0, padded, size):
+        sl = take[i : i + size]
         arrays = tuple(jnp.asarray(a[sl]) for a in point_arrays(flat))
-        e = jax.tree.map(lambda x: jnp.asarray(x[i:j]), extra)
+        e = jax.tree.map(lambda x: jnp.asarray(x[i : i + size]), extra)
         if n_dev > 1:
             arrays, e = _shard((arrays, e), n_dev)
         p = eqx.tree_at(point_arrays, flat, arrays)
@@ -253,35 +253,40 @@ def _scatter(full, index, part):
     return full
 
 
-def _retry(fn, flat, first, index, failed, settings, n_dev, extra=()):
-    """Rerun `fn` robustly where the fast pass failed and patch the results in."""
-    again = np.nonzero(failed)[0]
-    if again.size == 0:
-        return first
-    extra = jax.tree.map(lambda x: x[again], extra)
-    # Few points, slow programs: one (smallest) chunk size, so one compilation.
-    fixed = _run(
-        fn, flat, index[again], extra=extra, settings=settings, n_dev=n_dev,
-        sizes=_chunk_sizes()[:1],
-    )
-    return jax.tree.map(lambda a, b: _scatter(a, again, b), first, fixed)
+def _patch(first, index, part):
+    return jax.tree.map(lambda a, b: _scatter(a, index, b), first, part)
 
 
-def _zero_chaos_is_zero(sol: LowRankSolution, p: Point):
-    return _size(sol.kappa) <= _tolerance(p)
+# Retries: rounds with the nearest converged grid neighbours' solutions as guesses.
+_RETRY_ROUNDS = 2
 
 
-def _chaos_own_guess(p, kappa0, rtol, atol, max_steps, robust):
-    # From the fixed point continued from kappa = 0 (where kappa = 0 is no root, the
-    # chaotic kappa has the sign and roughly the size of that fixed point's).
-    kappa0 = jnp.where(jnp.all(jnp.isfinite(kappa0)), kappa0, 0.0)
-    sol = solve_chaos(check_point(p), kappa0, rtol, atol, max_steps, robust)
-    return sol, _zero_chaos_is_zero(sol, p)
+def _neighbours(batch, index, usable, round_: int):
+    """For each flat `index` of the grid `batch`, the flat index of its `round_`-th
+    nearest grid neighbour (within two cells per axis) where `usable`; -1 if none."""
+    if index.size == 0 or len(batch) == 0:
+        return np.full(index.shape, -1)
+    steps = np.stack(np.meshgrid(*[np.arange(-2, 3)] * len(batch), indexing="ij"), -1)
+    steps = steps.reshape(-1, len(batch))
+    steps = steps[np.argsort(np.sum(steps**2, 1), kind="stable")][1:]
+    cells = np.stack(np.unravel_index(index, batch), -1)[:, None, :] + steps[None]
+    inside = np.all((cells >= 0) & (cells < np.array(batch)), -1)
+    flat = np.ravel_multi_index(tuple(np.clip(cells, 0, np.array(batch) - 1).T), batch).T
+    ok = inside & usable[flat]
+    rank = np.cumsum(ok, 1) - 1
+    hit = ok & (rank == round_)
+    return np.where(np.any(hit, 1), flat[np.arange(index.size), np.argmax(hit, 1)], -1)
 
 
-def _chaos_axis_guesses(p, branch_kappa, rtol, atol, max_steps, robust):
-    sol = _chaos_stage(p, rtol, atol, max_steps, robust, branch_kappa)
-    return sol, _size(sol.kappa) > _tolerance(p)
+def _chaos_pick(sol, tol, nonzero: bool):
+    """Per point, the guess whose chaotic solve converged (with kappa != 0 if
+    `nonzero`), preferring the last (the hint's); `found` says whether any did."""
+    ok = sol.result._value == 0
+    if nonzero:
+        ok = ok & (np.sqrt(np.sum(sol.kappa**2, -1)) > tol[:, None])
+    pick = np.where(ok[:, -1], ok.shape[1] - 1, np.argmax(ok, 1))
+    rows = np.arange(ok.shape[0])
+    return jax.tree.map(lambda x: x[rows, pick], sol), np.any(ok, 1)
 
 
 def phase_diagram(
@@ -334,16 +339,25 @@ def phase_diagram(
     settings = (rtol, atol, max_steps)
     everything = np.arange(size)
 
-    # 1. Fixed points; a trust-region retry where the fast pass looks incomplete.
-    fs = _run(_fixed_stage, flat, everything, settings=settings + (False,), n_dev=n_dev)
-    fs = _retry(
-        _fixed_stage, flat, fs, everything, fs.static_failed, settings + (True,), n_dev
-    )
+    R, P = flat.rank, flat.fractions.shape[-1]
+
+    # 1. Fixed points; retries where the first pass looks incomplete, with converged
+    # neighbours' branches as extra guesses (the same compiled program).
+    no_hint = np.zeros((size, R), flat.means.dtype)
+    fs = _run(_fixed_stage, flat, everything, (no_hint,), settings, n_dev, "fixed")
+    for round_ in range(_RETRY_ROUNDS):
+        bad = np.nonzero(fs.static_failed)[0]
+        has_branch = ~fs.static_failed & np.any(fs.branch_kappa != 0, -1)
+        nb = _neighbours(batch, bad, has_branch, round_)
+        redo = bad[nb >= 0]
+        if redo.size == 0:
+            break
+        hint = (fs.branch_kappa[nb[nb >= 0]],)
+        fs = _patch(fs, redo, _run(_fixed_stage, flat, redo, hint, settings, n_dev, "fixed"))
     chosen = fs.chosen
     need = ~fs.has_fp & ~fs.zero_stable & ~fs.static_failed
 
     # 2. The kappa = 0 chaotic state where no fixed point is stable.
-    R, P = flat.rank, flat.fractions.shape[-1]
     dtype = flat.means.dtype
     c_kappa = np.full((size, R), np.nan, dtype)
     c_delta0 = np.full((size, P), np.nan, dtype)
@@ -352,12 +366,31 @@ def phase_diagram(
     zero_chaos_stable = np.zeros(size, bool)
     has_chaos_kappa = np.zeros(size, bool)
 
-    def store(index, sol, usable):
+    def store(index, sol, usable, outlier=True):
         c_kappa[index] = sol.kappa
         c_delta0[index] = sol.delta0
         c_delta_inf[index] = sol.delta_inf
-        c_outlier[index] = sol.outlier
-        zero_chaos_stable[index] = usable & sol.stable
+        if outlier:
+            c_outlier[index] = sol.outlier
+            zero_chaos_stable[index] = usable & sol.stable
+
+    def chaos(index, hints, nonzero):
+        """Chaotic solves from `hints`, then retry rounds from converged neighbours."""
+        sol, tol = _run(_chaos_stage, flat, index, (hints,), settings, n_dev, "chaos")
+        sol, found = _chaos_pick(sol, tol, nonzero)
+        converged = np.zeros(size, bool)
+        kappa = np.zeros((size, R), dtype)
+        for round_ in range(_RETRY_ROUNDS):
+            converged[index], kappa[index] = found, sol.kappa
+            bad = np.nonzero(~found)[0]
+            nb = _neighbours(batch, index[bad], converged, round_)
+            if not np.any(nb >= 0):
+                break
+            bad, nb = bad[nb >= 0], nb[nb >= 0]
+            part = _run(_chaos_stage, flat, index[bad], (kappa[nb],), settings, n_dev, "chaos")
+            part, part_found = _chaos_pick(*part, nonzero)
+            sol, found = _patch((sol, found), bad, (part, part_found))
+        return sol, found, tol
 
     zero_root, keys = _random_field_keys(flat)
     shared = np.nonzero(need & zero_root)[0]
@@ -373,44 +406,20 @@ def phase_diagram(
         store(shared, sol, sol.result._value == 0)
     own = np.nonzero(need & ~zero_root)[0]
     if own.size:
-        extra = (chosen.kappa[own],)
-        sol, small = _run(
-            _chaos_own_guess, flat, own, extra=extra, settings=settings + (False,), n_dev=n_dev
-        )
-        sol, small = _retry(
-            _chaos_own_guess, flat, (sol, small), own, sol.result._value != 0,
-            settings + (True,), n_dev, extra,
-        )
-        store(own, sol, (sol.result._value == 0) & small)
-        # Where kappa = 0 is no root (inputs, biased phi) the state found from kappa = 0
-        # is a kappa != 0 chaotic state already: no further guesses needed there.
-        has_chaos_kappa[own] = (sol.result._value == 0) & ~small
+        # From the fixed point continued from kappa = 0: where kappa = 0 is no root
+        # (inputs, biased phi), the chaotic kappa has its sign and roughly its size.
+        sol, found, tol = chaos(own, chosen.kappa[own], nonzero=False)
+        small = np.sqrt(np.sum(sol.kappa**2, -1)) <= tol
+        store(own, sol, found & small)
+        # The state found there has kappa != 0 already: no further guesses needed.
+        has_chaos_kappa[own] = found & ~small
 
     # 3. The kappa != 0 chaotic states where kappa = 0 chaos is unstable along kappa.
     axes = np.nonzero(need & ~zero_chaos_stable & ~has_chaos_kappa)[0]
     if axes.size:
-        extra = (fs.branch_kappa[axes],)
-        sol, nonzero = _run(
-            _chaos_axis_guesses, flat, axes, extra=extra, settings=settings + (False,),
-            n_dev=n_dev,
-        )
-        missing = R + 1 - nonzero.shape[1]  # the retry tries R + 1 guesses: align
-        if missing:
-            sol = jax.tree.map(lambda x: np.concatenate([x] + [x[:, :1]] * missing, 1), sol)
-            nonzero = np.concatenate([nonzero] + [np.zeros_like(nonzero[:, :1])] * missing, 1)
-        found = lambda s, nz: np.any((s.result._value == 0) & nz, axis=1)
-        sol, nonzero = _retry(
-            _chaos_axis_guesses, flat, (sol, nonzero), axes, ~found(sol, nonzero),
-            settings + (True,), n_dev, extra,
-        )
-        good = (sol.result._value == 0) & nonzero
-        pick = np.argmax(good, axis=1)
-        ck = jax.tree.map(lambda x: x[np.arange(axes.size), pick], sol)
-        has_chaos_kappa[axes] = np.any(good, axis=1)
-        keep = has_chaos_kappa[axes]
-        c_kappa[axes[keep]] = ck.kappa[keep]
-        c_delta0[axes[keep]] = ck.delta0[keep]
-        c_delta_inf[axes[keep]] = ck.delta_inf[keep]
+        sol, found, _ = chaos(axes, fs.branch_kappa[axes], nonzero=True)
+        has_chaos_kappa[axes] = found
+        store(axes[found], jax.tree.map(lambda x: x[found], sol), None, outlier=False)
 
     chaos_failed = need & ~zero_chaos_stable & ~has_chaos_kappa
     failed = fs.static_failed | chaos_failed
