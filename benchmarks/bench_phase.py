@@ -425,12 +425,12 @@ CASES = {
 
 
 def phase_counts(labels):
-    """Counts of the labels -1..3 (and any other present), named by `mfrnn.PHASE_NAMES`;
+    """Counts of the labels -1..4 (and any other present), named by `mfrnn.PHASE_NAMES`;
     -1 is "failed"."""
     names = tuple(mfrnn.PHASE_NAMES)
     labels = np.asarray(labels)
     counts = {}
-    for code in sorted(set(range(-1, 4)) | set(np.unique(labels).tolist())):
+    for code in sorted(set(range(-1, len(names) - 1)) | set(np.unique(labels).tolist())):
         if 0 <= code < len(names):
             name = names[code]
         else:

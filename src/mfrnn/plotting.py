@@ -60,7 +60,7 @@ def plot_autocorrelation(
     return fig
 
 
-_PHASE_COLOURS = ("#d9d9d9", "#6baed6", "#fc9272", "#cb181d")
+_PHASE_COLOURS = ("#d9d9d9", "#6baed6", "#fc9272", "#cb181d", "#74c476")
 
 
 def plot_phase_diagram(
@@ -219,5 +219,131 @@ def plot_eigenvalues(eigenvalues, *, radius: float | None = None, n_label: int =
     ax.set_ylabel("Im")
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fixed_points(trajectories_pc, points_pc, n_unstable, is_fixed, *,
+                      title: str | None = None) -> Figure:
+    """Trajectories in their top principal components (grey) with the fixed points
+    coloured by stability (stable filled, saddles open, by number of unstable
+    directions) and slow points as crosses.
+
+    **Arguments:** `trajectories_pc` (batch, time, 2 or 3), `points_pc` (k, 2 or 3),
+    `n_unstable` and `is_fixed` (k,), e.g. from [`mfrnn.analyze_run`][].
+    """
+    traj = np.asarray(trajectories_pc)
+    pts = np.asarray(points_pc)
+    n_unstable = np.asarray(n_unstable)
+    is_fixed = np.asarray(is_fixed, bool)
+    three = traj.shape[-1] >= 3
+    fig = plt.figure(figsize=(6, 5))
+    ax = fig.add_subplot(projection="3d" if three else None)
+    dims = 3 if three else 2
+    for tr in traj:
+        ax.plot(*tr[:, :dims].T, color="0.7", lw=0.5, alpha=0.6)
+    stable = is_fixed & (n_unstable == 0)
+    if stable.any():
+        ax.scatter(*pts[stable, :dims].T, s=50, color="C0", edgecolor="k", label="stable", zorder=3)
+    for k in sorted(set(n_unstable[is_fixed & ~stable].tolist())):
+        sel = is_fixed & (n_unstable == k)
+        ax.scatter(*pts[sel, :dims].T, s=40, facecolors="none", edgecolors=f"C{1 + k % 8}",
+                   linewidths=1.5, label=f"{k} unstable direction{'s' if k > 1 else ''}", zorder=3)
+    if (~is_fixed).any():
+        ax.scatter(*pts[~is_fixed, :dims].T, s=30, marker="x", color="C3", label="slow point",
+                   zorder=3)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    if three:
+        ax.set_zlabel("PC 3")
+    if len(pts):
+        ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectrum(eigenvalues, *, initial_eigenvalues=None, bulk_radius: float | None = None,
+                  predicted_outliers=None, title: str | None = None) -> Figure:
+    """Eigenvalues of a (trained) J, optionally over the initial J's, with the theory's
+    bulk radius (circle) and predicted low-rank outliers (open diamonds)."""
+    ev = np.asarray(eigenvalues)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if initial_eigenvalues is not None:
+        ev0 = np.asarray(initial_eigenvalues)
+        ax.scatter(ev0.real, ev0.imag, s=6, color="C2", alpha=0.4, label="before training")
+    ax.scatter(ev.real, ev.imag, s=8, color="0.2", label="trained" if initial_eigenvalues
+               is not None else "eigenvalues")
+    theta = np.linspace(0, 2 * np.pi, 200)
+    if bulk_radius is not None and np.isfinite(bulk_radius):
+        ax.plot(bulk_radius * np.cos(theta), bulk_radius * np.sin(theta), "--", color="C1",
+                lw=1, label=f"bulk radius {bulk_radius:.3g}")
+    if predicted_outliers is not None and len(np.asarray(predicted_outliers)):
+        po = np.asarray(predicted_outliers)
+        ax.scatter(po.real, po.imag, s=60, marker="D", facecolors="none", edgecolors="C3",
+                   label="predicted outliers")
+    ax.axvline(1.0, color="C0", lw=0.5)
+    ax.set_aspect("equal")
+    ax.set_xlabel("Re")
+    ax.set_ylabel("Im")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_population_accuracy(n_populations, accuracy, *, trained_accuracy=None, bic=None,
+                             title: str | None = None) -> Figure:
+    """Accuracy of resampled networks (mean and spread over resamples) against the
+    number of populations, with the trained network's accuracy and optionally the BIC."""
+    k = np.asarray(n_populations)
+    acc = np.asarray(accuracy)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.errorbar(k, acc.mean(axis=1), yerr=acc.std(axis=1), fmt="o-", capsize=3,
+                label="resampled")
+    if trained_accuracy is not None:
+        ax.axhline(trained_accuracy, color="C3", ls="--", lw=1, label="trained")
+    ax.set_xlabel("populations")
+    ax.set_ylabel("accuracy")
+    ax.set_xticks(k)
+    ax.legend(fontsize=8, loc="lower right")
+    if bic is not None:
+        ax2 = ax.twinx()
+        ax2.plot(k, np.asarray(bic), "s:", color="0.5")
+        ax2.set_ylabel("BIC", color="0.5")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dimension(
+    effective_rank, pr_phi, pr_x, *, iid=None, markers=None, title: str | None = None
+) -> Figure:
+    """Participation ratios PR^phi / N and PR^x / N against the effective rank (log
+    axis), with the iid values `iid = (pr_phi, pr_x)` as dashed lines and simulated
+    points `markers = [(effective_rank, pr_phi, pr_x), ...]`. NaN points (failed or
+    quiescent) are left out of the curves."""
+    rank = np.asarray(effective_rank, float)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for values, colour, name in ((pr_phi, "C0", "PR^phi / N"), (pr_x, "C1", "PR^x / N")):
+        ax.plot(rank, np.asarray(values, float), color=colour, lw=2, label=f"theory {name}")
+    if iid is not None:
+        ax.axhline(float(iid[0]), color="C0", ls="--", lw=1, label="iid")
+        ax.axhline(float(iid[1]), color="C1", ls="--", lw=1)
+    if markers:
+        for m_rank, m_phi, m_x in markers:
+            ax.scatter([m_rank], [m_phi], color="C0", edgecolor="k", zorder=3)
+            ax.scatter([m_rank], [m_x], color="C1", edgecolor="k", marker="s", zorder=3)
+        ax.scatter([], [], color="w", edgecolor="k", label="simulation")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("effective rank alpha PR_D")
+    ax.set_ylabel("participation ratio / N")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

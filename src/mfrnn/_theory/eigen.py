@@ -20,16 +20,30 @@ def characteristic_polynomial(M: Float[Array, "k k"]) -> Float[Array, " k+1"]:
     return jnp.stack(coeffs)
 
 
-def hurwitz_stable(M: Float[Array, "k k"], margin: float | Array = 0.0) -> Bool[Array, ""]:
-    """Whether every eigenvalue of M has real part < -margin, by the Routh-Hurwitz
-    criterion on the characteristic polynomial of M + margin I (leading principal minors
-    of the Hurwitz matrix all positive). Exact in exact arithmetic; no eigensolver."""
-    k = M.shape[-1]
-    a = characteristic_polynomial(M + margin * jnp.eye(k, dtype=M.dtype))
-    coef = lambda j: a[j] if 0 <= j <= k else jnp.zeros((), M.dtype)
+def hurwitz_polynomial_stable(a: Float[Array, " m"]) -> Bool[Array, ""]:
+    """Whether every root of the polynomial `a` (highest degree first, a[0] > 0) has
+    negative real part: the leading principal minors of its Hurwitz matrix are all
+    positive (Routh-Hurwitz). Exact in exact arithmetic; no eigensolver."""
+    k = a.shape[0] - 1
+    if k == 0:
+        return jnp.asarray(True)
+    coef = lambda j: a[j] if 0 <= j <= k else jnp.zeros((), a.dtype)
     H = jnp.stack([jnp.stack([coef(2 * j - i + 1) for j in range(k)]) for i in range(k)])
     minors = [jnp.linalg.det(H[:i, :i]) if i > 1 else H[0, 0] for i in range(1, k + 1)]
     return jnp.all(jnp.stack(minors) > 0)
+
+
+def hurwitz_stable(
+    M: Float[Array, "k k"], margin: float | Array = 0.0, marginal: int | Array = 0
+) -> Bool[Array, ""]:
+    """Whether every eigenvalue of M has real part < -margin, by Routh-Hurwitz on the
+    characteristic polynomial of M + margin I. With `marginal = m`, m eigenvalues known
+    to be 0 (directions along a manifold of fixed points) are divided out first, so the
+    verdict is on the others and not on the sign of rounding noise."""
+    k = M.shape[-1]
+    a = characteristic_polynomial(M + margin * jnp.eye(k, dtype=M.dtype))
+    verdicts = jnp.stack([hurwitz_polynomial_stable(a[: k + 1 - m]) for m in range(k + 1)])
+    return verdicts[jnp.clip(marginal, 0, k)]
 
 
 def _polyval(c, z):

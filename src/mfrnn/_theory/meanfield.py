@@ -29,6 +29,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Bool, Complex, Float, Int
@@ -195,19 +196,47 @@ def static_residual(y, args):
     )
 
 
-def potential_gap(p, st, d_inf, q):
-    """(V(D0) - V(D_inf)) / q^2 and V'(D_inf), with D0 = D_inf + q."""
+# Gauss-Legendre nodes on [0, 1] for the energy balance's integral form (below).
+_GAP_T, _GAP_W = (lambda t, w: ((t + 1) / 2, w / 2))(*np.polynomial.legendre.leggauss(8))
+
+
+def potential_gap(p, st, d_inf, q, integral: bool = True):
+    """(V(D0) - V(D_inf)) / q^2 and -V'(D_inf), with D0 = D_inf + q.
+
+    With `integral`, Taylor's theorem with integral remainder gives the gap without
+    cancellation: `(V(D0) - V(D_inf)) / q^2 = V'(D_inf) / q + int_0^1 (1 - t)
+    V''(D_inf + t q) dt`, `V''(D) = -1 + g^2 sum_p alpha_p <phi'(a) phi'(b)>` (Price).
+    The plain difference of two averages divided by q^2 amplifies the rule's error by
+    1/q^2, which moved the chaotic root near onset (q ~ 0.01) by tens of percent at 61
+    nodes. The plain form needs only averages of Phi, smoother than phi': on a coarse
+    rule at large variance it is the better of the two (initial guesses)."""
     d0 = d_inf + q
     top, low = st.L + d0, st.L + d_inf
-    Phi2 = per_population(lambda m, a: p.phi.gaussian_second_moment(m, a, "Phi"), st.mu, top)
-    # Both two-point averages on one grid (one pass, one copy in the compiled program).
-    PhiC, C = per_population(
-        lambda m, a, b: p.phi.gaussian_correlations(m, a, b, ("Phi", "phi")), st.mu, top, low
-    )
     g2 = p.g**2
-    v_top = -0.5 * d0**2 + g2 * jnp.sum(p.fractions * Phi2)
-    v_inf = -0.5 * d_inf**2 + g2 * jnp.sum(p.fractions * PhiC)
-    return (v_top - v_inf) / q**2, d_inf - g2 * jnp.sum(p.fractions * C)
+    if not integral:
+        Phi2 = per_population(
+            lambda m, a: p.phi.gaussian_second_moment(m, a, "Phi"), st.mu, top
+        )
+        # Both two-point averages on one grid (one pass, one copy in the program).
+        PhiC, C = per_population(
+            lambda m, a, b: p.phi.gaussian_correlations(m, a, b, ("Phi", "phi")),
+            st.mu, top, low,
+        )
+        v_top = -0.5 * d0**2 + g2 * jnp.sum(p.fractions * Phi2)
+        v_inf = -0.5 * d_inf**2 + g2 * jnp.sum(p.fractions * PhiC)
+        return (v_top - v_inf) / q**2, d_inf - g2 * jnp.sum(p.fractions * C)
+    C = per_population(p.phi.gaussian_correlation, st.mu, top, low)
+    e_inf = d_inf - g2 * jnp.sum(p.fractions * C)
+
+    def curvature(t):
+        cd = per_population(
+            lambda m, a, b: p.phi.gaussian_correlation(m, a, b, "dphi"), st.mu, top, low + t * q
+        )
+        return -1.0 + g2 * jnp.sum(p.fractions * cd)
+
+    t, w = jnp.asarray(_GAP_T, q.dtype), jnp.asarray(_GAP_W, q.dtype)
+    integral = jnp.sum(w * (1.0 - t) * jax.vmap(curvature)(t))
+    return integral - e_inf / q, e_inf
 
 
 def chaos_residual(y, args):
@@ -265,9 +294,9 @@ def latent_matrix(p: Point, st: Stats, d1, d2, d3):
     return jnp.sum(p.fractions[:, None, None] * e, 0)
 
 
-def fixed_point_stability(p: Point, kappa, D):
-    """Bulk radius, the R + 1 outlier eigenvalues (lambda = z - 1) of a fixed point,
-    and whether all of them have negative real part (Routh-Hurwitz)."""
+def outlier_matrix(p: Point, kappa, D):
+    """Bulk radius and the (R + 1) x (R + 1) matrix whose eigenvalues are the outliers
+    `lambda = z - 1` of a fixed point (see the module notes)."""
     st = stats(p, kappa)
     d1, d2, d3, pp1, pp2, dphi2 = gain_averages(p, st, st.L + D)
     w = p.fractions
@@ -279,8 +308,45 @@ def fixed_point_stability(p: Point, kappa, D):
     top = jnp.concatenate([A, g2 * B[:, None]], axis=1)
     bottom = jnp.concatenate([C, g2 * d[None]])[None, :]
     M = jnp.concatenate([top, bottom], axis=0) - jnp.eye(p.rank + 1, dtype=A.dtype)
-    bulk = p.g * jnp.sqrt(jnp.sum(w * dphi2))
+    return p.g * jnp.sqrt(jnp.sum(w * dphi2)), M
+
+
+def fixed_point_stability(p: Point, kappa, D):
+    """Bulk radius, the R + 1 outlier eigenvalues (lambda = z - 1) of a fixed point,
+    and whether all of them have negative real part (Routh-Hurwitz)."""
+    bulk, M = outlier_matrix(p, kappa, D)
     return bulk, small_eigvals(M), hurwitz_stable(M)
+
+
+def manifold_dimension(p: Point, kappa, D, M, eig, tol) -> Int[Array, ""]:
+    """Dimension of the manifold of fixed points through (kappa, D) around kappa = 0 (a
+    ring, a sphere: rank two or more with rotation-symmetric loadings); 0 if isolated.
+
+    Its directions have eigenvalue 0 exactly, which rounding makes +-1e-16: count the
+    eigenvalues within `tol` of 0, and confirm by rotating kappa along the null
+    direction (one inverse-iteration step on M) by a quarter and a half turn: the
+    residual must stay within `tol` there, where an isolated point's is O(1)."""
+    R = p.rank
+    if R < 2:
+        return jnp.zeros((), jnp.int32)
+    n_zero = jnp.sum(jnp.abs(eig) <= tol).astype(jnp.int32)
+    radius = jnp.sqrt(jnp.sum(kappa**2))
+    k_hat = kappa / jnp.where(radius > 0, radius, 1.0)
+    b = 1.0 + 0.1 * jnp.arange(R + 1, dtype=M.dtype)
+    v = jnp.linalg.solve(M - 1e-3 * tol * jnp.eye(R + 1, dtype=M.dtype), b)[:R]
+    t = v - jnp.dot(v, k_hat) * k_hat
+    t_norm = jnp.sqrt(jnp.sum(t**2))
+    t = t / jnp.where(t_norm > 0, t_norm, 1.0)
+
+    def residual(theta):
+        k = radius * (jnp.cos(theta) * k_hat + jnp.sin(theta) * t)
+        y = jnp.concatenate([k, D[None]])
+        return jnp.max(jnp.abs(static_residual(y, (p, jnp.asarray(True)))))
+
+    turns = jnp.maximum(residual(0.5 * jnp.pi), residual(jnp.pi))
+    ok = (n_zero > 0) & (radius > 0) & (t_norm > 1e-3 * jnp.sqrt(jnp.sum(v**2)))
+    ok = ok & (turns <= tol)
+    return jnp.where(ok, n_zero, 0)
 
 
 def chaos_kappa_stability(p: Point, kappa, delta0):
@@ -310,7 +376,11 @@ class LowRankSolution(eqx.Module):
       eigenvalues of the latent Jacobian with time-averaged gains, padded with nan.
     - `outlier`: the largest real part among `eigenvalues`.
     - `stable`: fixed point: bulk_radius < 1 and all outlier eigenvalues have negative
-      real part (Routh-Hurwitz); chaotic: stable along kappa.
+      real part (Routh-Hurwitz), those along a manifold of fixed points excepted;
+      chaotic: stable along kappa.
+    - `manifold_dimension`: fixed point: the dimension of the manifold of fixed points
+      it lies on (1: a ring attractor, R - 1: a sphere; 0: isolated). Its eigenvalues
+      along the manifold are 0 and left out of `stable` and `outlier`.
     - `residual`, `result`: max |residual| and the [`mfrnn.RESULTS`][] code.
     """
 
@@ -323,17 +393,25 @@ class LowRankSolution(eqx.Module):
     eigenvalues: Complex[Array, "*batch rank_plus_one"]
     outlier: Float[Array, "*batch"]
     stable: Bool[Array, "*batch"]
+    manifold_dimension: Int[Array, "*batch"]
     residual: Float[Array, "*batch"]
     result: RESULTS
 
 
-def trust_region(fn, y0, args):
+def static_linear_solver(p: Point) -> lx.AbstractLinearSolver:
+    """From rank two the static Jacobian is singular on a ring (or sphere) of fixed
+    points, along it: least-squares steps (SVD) there; LU, the cheapest, at rank one."""
+    return lx.SVD() if p.rank >= 2 else lx.AutoLinearSolver(well_posed=None)
+
+
+def trust_region(fn, y0, args, linear_solver=lx.AutoLinearSolver(well_posed=None)):
     """Bring a rough guess close to a root. Newton alone diverges from rough guesses of
     kappa; a trust region (dogleg) does not, and gets close in a few tens of steps.
     Not differentiated: the Newton polish that follows carries the implicit gradient."""
     return optx.least_squares(
-        fn, optx.Dogleg(rtol=1e-6, atol=1e-8), jax.lax.stop_gradient(y0),
-        args=jax.lax.stop_gradient(args), max_steps=40, throw=False,
+        fn, optx.Dogleg(rtol=1e-6, atol=1e-8, linear_solver=linear_solver),
+        jax.lax.stop_gradient(y0), args=jax.lax.stop_gradient(args), max_steps=40,
+        throw=False,
     ).value
 
 
@@ -343,10 +421,10 @@ def initial_random_variance(p: Point, kappa, iterations: int = 30):
     return jax.lax.fori_loop(0, iterations, body, jnp.minimum(p.g**2, 1.0) * 0.5)
 
 
-def newton(fn, y0, args, rtol, atol, max_steps):
-    return optx.root_find(
-        fn, optx.Newton(rtol, atol), y0, args=args, max_steps=max_steps, throw=False
-    )
+def newton(fn, y0, args, rtol, atol, max_steps, linear_solver=None):
+    linear_solver = linear_solver or lx.AutoLinearSolver(well_posed=None)
+    solver = optx.Newton(rtol, atol, linear_solver=linear_solver)
+    return optx.root_find(fn, solver, y0, args=args, max_steps=max_steps, throw=False)
 
 
 def solve_fixed_point(
@@ -361,16 +439,23 @@ def solve_fixed_point(
     y0 = jnp.concatenate([kappa0, D0[None]])
     if robust:  # on the full rule: one-point averages are cheap, and a coarse rule's
         # root can lie far from the true one at large variance
-        y0 = trust_region(static_residual, y0, (p, nonzero))
+        y0 = trust_region(static_residual, y0, (p, nonzero), static_linear_solver(p))
     else:  # Newton converges in a few steps or not at all; the caller retries robustly
         max_steps = min(max_steps, 12)
-    sol = newton(static_residual, y0, (p, nonzero), rtol, atol, max_steps)
+    sol = newton(
+        static_residual, y0, (p, nonzero), rtol, atol, max_steps, static_linear_solver(p)
+    )
     kappa, D = sol.value[:R], sol.value[R]
     residual = jnp.max(jnp.abs(static_residual(sol.value, (p, nonzero))))
     ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
     ok = ok & (D >= -atol) & ~(nonzero & (jnp.sum(kappa**2) < 1e-12))
     st = stats(p, kappa)
-    bulk, eig, outliers_stable = fixed_point_stability(p, kappa, D)
+    bulk, M = outlier_matrix(p, kappa, D)
+    eig = small_eigvals(M)
+    manifold = manifold_dimension(p, kappa, D, M, eig, 10.0 * jnp.sqrt(max(rtol, atol)))
+    outliers_stable = hurwitz_stable(M, marginal=manifold)
+    # Along a manifold the zero eigenvalues say nothing: the largest of the others.
+    along = (manifold > 0) & (jnp.abs(eig) <= 10.0 * jnp.sqrt(max(rtol, atol)))
     delta0 = st.L + jnp.maximum(D, 0.0)
     quiescent = jnp.all(delta0 <= 1e-12) & (jnp.sum(kappa**2) <= 1e-12)
     return LowRankSolution(
@@ -381,8 +466,9 @@ def solve_fixed_point(
         regime=jnp.where(quiescent, QUIESCENT, FIXED_POINT),
         bulk_radius=bulk,
         eigenvalues=eig,
-        outlier=jnp.max(eig.real),
+        outlier=jnp.max(jnp.where(along, -jnp.inf, eig.real)),
         stable=(bulk < 1.0) & outliers_stable,
+        manifold_dimension=manifold,
         residual=residual,
         result=RESULTS.where(ok, RESULTS.successful, RESULTS.static_not_converged),
     )
@@ -404,7 +490,9 @@ def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8):
     d_max = 10.0 * scale
 
     def inf_newton(d, q):
-        r, dr = jax.jvp(lambda x: potential_gap(p, st, x, q)[1], (d,), (jnp.ones_like(d),))
+        r, dr = jax.jvp(
+            lambda x: potential_gap(p, st, x, q, False)[1], (d,), (jnp.ones_like(d),)
+        )
         step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
         return jnp.clip(d - step, 0.0, d_max)
 
@@ -422,7 +510,7 @@ def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8):
         # first point (the top of the grid) gets more steps from its cold start.
         n = jnp.where(i == 0, 12, 4)
         d = jax.lax.fori_loop(0, n, lambda _, x: inf_newton(x, q), d)
-        up = potential_gap(p, st, d, q)[0] > 0  # decreasing: the root lies above
+        up = potential_gap(p, st, d, q, False)[0] > 0  # decreasing: the root lies above
         scanning = i < scan
         first = scanning & up & ~found
         lo_ = jnp.where(first, log_q, jnp.where(scanning, lo_, jnp.where(up, log_q, lo_)))
@@ -449,17 +537,28 @@ def _chaos_solution(p, kappa, d_inf, q, residual, ok) -> LowRankSolution:
         eigenvalues=eig,
         outlier=jnp.nanmax(eig.real),
         stable=stable,
+        manifold_dimension=jnp.zeros((), jnp.int32),
         residual=residual,
         result=RESULTS.where(ok, RESULTS.successful, RESULTS.chaotic_not_converged),
     )
 
 
-def solve_chaos(p: Point, kappa0, rtol, atol, max_steps, robust: bool = True) -> LowRankSolution:
+def solve_chaos(
+    p: Point, kappa0, rtol, atol, max_steps, robust: bool = True, start=None
+) -> LowRankSolution:
     """The chaotic state from the guess kappa0: a coarse-rule guess for (D_inf, q), with
-    `robust` a trust region, then Newton."""
+    `robust` a trust region, then Newton. `start`: (delta_inf of the first population,
+    q) of a converged neighbour, used instead of the guess where finite (near onset,
+    where q is small, the guess is least accurate)."""
     R = p.rank
     nonzero = jnp.any(kappa0 != 0)
     d_inf0, log_q0 = chaos_guess(p, kappa0)
+    if start is not None:
+        delta_inf, q = start
+        use = jnp.isfinite(delta_inf) & jnp.isfinite(q) & (q > 0)
+        d_start = delta_inf - stats(p, jax.lax.stop_gradient(kappa0)).L[0]
+        d_inf0 = jnp.where(use, d_start, d_inf0)
+        log_q0 = jnp.where(use, jnp.log(jnp.where(use, q, 1.0)), log_q0)
     y0 = jnp.concatenate([jax.lax.stop_gradient(kappa0), jnp.stack([d_inf0, log_q0])])
     if robust:
         y0 = trust_region(chaos_residual, y0, (p, nonzero))

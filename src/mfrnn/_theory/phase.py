@@ -50,8 +50,11 @@ from .meanfield import (
 
 # Phase codes of `PhaseDiagram.phase`; a failed cell is -1, so PHASE_NAMES[-1] names it.
 QUIESCENT_PHASE, FIXED_POINT_PHASE, CHAOTIC_PHASE, CHAOTIC_KAPPA_PHASE = 0, 1, 2, 3
+CONTINUOUS_ATTRACTOR_PHASE = 4
 FAILED_PHASE = -1
-PHASE_NAMES = ("quiescent", "fixed_point", "chaotic", "chaotic_kappa", "failed")
+PHASE_NAMES = (
+    "quiescent", "fixed_point", "chaotic", "chaotic_kappa", "continuous_attractor", "failed"
+)
 
 
 class PhaseDiagram(eqx.Module):
@@ -59,14 +62,18 @@ class PhaseDiagram(eqx.Module):
 
     - `phase`: 0 quiescent (stable kappa = 0 fixed point), 1 heterogeneous fixed point
       with kappa != 0 (+-kappa when symmetric), 2 chaos with kappa = 0, 3 chaos with
-      kappa != 0, -1 failed (see `result`); names in `mfrnn.PHASE_NAMES`
-      (`PHASE_NAMES[-1] == "failed"`).
+      kappa != 0, 4 continuous attractor (a stable ring or sphere of fixed points, from
+      rank two with rotation-symmetric loadings), -1 failed (see `result`); names in
+      `mfrnn.PHASE_NAMES` (`PHASE_NAMES[-1] == "failed"`).
     - `kappa`, `delta0`, `delta_inf`: of that state (per population for the deltas);
-      NaN where the point failed.
+      NaN where the point failed. On a continuous attractor, `kappa` is one point of
+      the manifold and `|kappa|` its radius.
+    - `manifold_dimension`: of that manifold (1 a ring, R - 1 a sphere), else 0.
     - `bulk_radius`: of the fixed point that decided the phase (the kappa = 0 one
       unless a kappa != 0 fixed point is stable); > 1 means chaos.
     - `outlier`: its leading outlier eigenvalue (in chaos: of the latent Jacobian with
-      time-averaged gains of the kappa = 0 chaotic state).
+      time-averaged gains of the kappa = 0 chaotic state; on a continuous attractor:
+      the leading one transverse to it).
     - `success`: the phase and order parameters are trustworthy; `result` says why not.
     """
 
@@ -76,6 +83,7 @@ class PhaseDiagram(eqx.Module):
     delta_inf: Float[Array, "*batch populations"]
     bulk_radius: Float[Array, "*batch"]
     outlier: Float[Array, "*batch"]
+    manifold_dimension: Int[Array, "*batch"]
     success: Bool[Array, "*batch"]
     result: RESULTS
 
@@ -116,12 +124,15 @@ def _fixed_stage(p: Point, hint, rtol, atol, max_steps) -> _FixedStage:
     f_nonzero = f_ok & (_size(fixed.kappa) > _tolerance(p))
     stable_kappa = f_nonzero & fixed.stable
     has_fp = jnp.any(stable_kappa)
-    zero_fp = jax.tree.map(lambda x: x[0], fixed)
-    zero_stable = f_ok[0] & ~f_nonzero[0] & zero_fp.stable
+    # The reference fixed point: the one from kappa = 0, else (where kappa = 0 is no
+    # root, e.g. with inputs, and Newton from it failed) any converged one.
+    ref = jnp.where(f_ok[0], 0, jnp.argmax(f_ok))
+    zero_fp = jax.tree.map(lambda x: x[ref], fixed)
+    zero_stable = f_ok[ref] & ~f_nonzero[ref] & zero_fp.stable
     # kappa = 0 destabilised by an outlier only: a kappa != 0 fixed point must exist.
     missing_fp = (zero_fp.bulk_radius < 1.0) & ~zero_fp.stable & ~jnp.any(f_nonzero)
-    static_failed = ~has_fp & (~f_ok[0] | missing_fp)
-    pick = jnp.where(has_fp, jnp.argmax(stable_kappa), 0)
+    static_failed = ~has_fp & (~jnp.any(f_ok) | missing_fp)
+    pick = jnp.where(has_fp, jnp.argmax(stable_kappa), ref)
     largest = jnp.argmax(jnp.where(f_nonzero, _size(fixed.kappa), -1.0))
     return _FixedStage(
         chosen=jax.tree.map(lambda x: x[pick], fixed),
@@ -141,16 +152,24 @@ def _zero_chaos_state_stage(p: Point, d_inf, q, ok) -> LowRankSolution:
 
 
 def _chaos_stage(
-    p: Point, hint, rtol, atol, max_steps
+    p: Point, hint, start, rtol, atol, max_steps
 ) -> tuple[LowRankSolution, Float[Array, ""]]:
     """Chaotic states from `hint` (a fixed point's kappa, whose branch the chaotic one
-    continues past g_C, or a converged neighbour's kappa on a retry; where it is 0, the
-    first axis guess) and, from rank two, from +kappa along each latent axis."""
+    continues past g_C, or a converged neighbour's kappa on a retry, with its
+    (delta_inf, q) as `start`; where `hint` is 0, the first axis guess) and, from rank
+    two, from +kappa along each latent axis."""
     p = check_point(p)
     ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
     hint = jnp.where(jnp.all(jnp.isfinite(hint)) & jnp.any(hint != 0), hint, ks[0])
-    ks = hint[None] if p.rank == 1 else jnp.concatenate([ks, hint[None]])
-    sol = jax.vmap(lambda k: solve_chaos(p, k, rtol, atol, max_steps, False))(ks)
+    nan = jnp.full((2,), jnp.nan, start.dtype)
+    if p.rank == 1:
+        ks, starts = hint[None], start[None]
+    else:
+        ks = jnp.concatenate([ks, hint[None]])
+        starts = jnp.concatenate([jnp.broadcast_to(nan, (p.rank, 2)), start[None]])
+    sol = jax.vmap(
+        lambda k, s: solve_chaos(p, k, rtol, atol, max_steps, False, (s[0], s[1]))
+    )(ks, starts)
     return sol, _tolerance(p)
 
 
@@ -376,18 +395,27 @@ def phase_diagram(
 
     def chaos(index, hints, nonzero):
         """Chaotic solves from `hints`, then retry rounds from converged neighbours."""
-        sol, tol = _run(_chaos_stage, flat, index, (hints,), settings, n_dev, "chaos")
+        no_start = np.full((index.size, 2), np.nan, dtype)
+        sol, tol = _run(
+            _chaos_stage, flat, index, (hints, no_start), settings, n_dev, "chaos"
+        )
         sol, found = _chaos_pick(sol, tol, nonzero)
         converged = np.zeros(size, bool)
         kappa = np.zeros((size, R), dtype)
+        start = np.full((size, 2), np.nan, dtype)
         for round_ in range(_RETRY_ROUNDS):
             converged[index], kappa[index] = found, sol.kappa
+            with np.errstate(invalid="ignore"):  # NaN where a solve failed: unused
+                q = sol.delta0[:, 0] - sol.delta_inf[:, 0]
+            start[index] = np.stack([sol.delta_inf[:, 0], q], -1)
             bad = np.nonzero(~found)[0]
             nb = _neighbours(batch, index[bad], converged, round_)
             if not np.any(nb >= 0):
                 break
             bad, nb = bad[nb >= 0], nb[nb >= 0]
-            part = _run(_chaos_stage, flat, index[bad], (kappa[nb],), settings, n_dev, "chaos")
+            part = _run(
+                _chaos_stage, flat, index[bad], (kappa[nb], start[nb]), settings, n_dev, "chaos"
+            )
             part, part_found = _chaos_pick(*part, nonzero)
             sol, found = _patch((sol, found), bad, (part, part_found))
         return sol, found, tol
@@ -422,6 +450,21 @@ def phase_diagram(
         store(axes[found], jax.tree.map(lambda x: x[found], sol), None, outlier=False)
 
     chaos_failed = need & ~zero_chaos_stable & ~has_chaos_kappa
+    # No chaotic state where no stable fixed point was found: perhaps one was missed
+    # (several branches). Retry the fixed points from neighbours' stable ones.
+    for round_ in range(_RETRY_ROUNDS):
+        bad = np.nonzero(chaos_failed)[0]
+        nb = _neighbours(batch, bad, fs.has_fp, round_)
+        redo = bad[nb >= 0]
+        if redo.size == 0:
+            break
+        hint = (fs.chosen.kappa[nb[nb >= 0]],)
+        part = _run(_fixed_stage, flat, redo, hint, settings, n_dev, "fixed")
+        found = part.has_fp
+        fs = _patch(fs, redo[found], jax.tree.map(lambda x: x[found], part))
+        chaos_failed[redo[found]] = False
+        need[redo[found]] = False
+    chosen = fs.chosen
     failed = fs.static_failed | chaos_failed
     phase = np.where(
         fs.has_fp,
@@ -432,6 +475,7 @@ def phase_diagram(
             np.where(zero_chaos_stable, CHAOTIC_PHASE, CHAOTIC_KAPPA_PHASE),
         ),
     )
+    phase = np.where(fs.has_fp & (chosen.manifold_dimension > 0), CONTINUOUS_ATTRACTOR_PHASE, phase)
     phase = np.where(failed, FAILED_PHASE, phase)
     kappa = np.where(need[:, None], c_kappa, chosen.kappa)
     delta0 = np.where(need[:, None], c_delta0, chosen.delta0)
@@ -452,6 +496,7 @@ def phase_diagram(
         delta_inf=shape(_nan_where(delta_inf, failed)),
         bulk_radius=shape(chosen.bulk_radius),
         outlier=shape(outlier),
+        manifold_dimension=shape(np.where(need | failed, 0, chosen.manifold_dimension)),
         success=shape(~failed),
         result=jax.tree.map(shape, result),
     )
