@@ -22,8 +22,10 @@ def getkey():
 # Longest files first: pytest-xdist (--dist loadfile) hands files out in collection
 # order, so starting the long ones early keeps both CI workers busy to the end.
 _LONG_FIRST = ("test_lowrank", "test_phase_grids", "test_train", "test_notebooks",
-               "test_phase_distributed", "test_train_criteria", "test_dmft_simulation",
-               "test_simulate", "test_dmft_dynamics")
+               "test_notebooks_training", "test_fixed_points", "test_dimension",
+               "test_phase_distributed", "test_populations", "test_train_criteria",
+               "test_continuous_attractor", "test_dmft_simulation", "test_simulate",
+               "test_dmft_dynamics")
 
 
 def pytest_collection_modifyitems(config, items):

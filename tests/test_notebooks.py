@@ -1,30 +1,18 @@
-"""Execute every notebook in notebooks/ at small sizes, so none of them rots. Code cells
-run in one namespace in this process (no Jupyter kernel needed)."""
+"""Execute every theory notebook in notebooks/ at small sizes, so none of them rots (the
+training ones: test_notebooks_training.py)."""
 
-import json
-import os
-import pathlib
-
-import matplotlib.pyplot as plt
 import pytest
+from notebook_runner import NOTEBOOK_DIR, run_notebook, TRAINING
 
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if p.stem not in TRAINING)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch):
-    monkeypatch.setenv("MFRNN_NOTEBOOK_SMALL", "1")
-    cells = json.loads(path.read_text())["cells"]
-    namespace = {"__name__": "__main__"}
-    for i, cell in enumerate(cells):
-        if cell["cell_type"] != "code":
-            continue
-        source = "".join(cell["source"])
-        exec(compile(source, f"{path.name}[cell {i}]", "exec"), namespace)
-    plt.close("all")
+    run_notebook(path, monkeypatch)
 
 
 def test_there_are_notebooks():
-    assert NOTEBOOKS, "notebooks/ is empty"
-    assert os.path.exists(NOTEBOOKS[0])
+    names = {p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")}
+    assert NOTEBOOKS and set(TRAINING) <= names, names

@@ -6,10 +6,42 @@ from ._analysis import (
     activity_autocorrelation as activity_autocorrelation,
     activity_summary as activity_summary,
     ActivityAutocorrelation as ActivityAutocorrelation,
+    analyze_run as analyze_run,
+    compare_dimension as compare_dimension,
     compare_lowrank as compare_lowrank,
+    connectivity_spectrum as connectivity_spectrum,
+    ConnectivitySpectrum as ConnectivitySpectrum,
+    Continuation as Continuation,
+    continue_fixed_point as continue_fixed_point,
+    coupling_spectra as coupling_spectra,
+    CouplingSpectra as CouplingSpectra,
+    covariance_spectrum as covariance_spectrum,
+    DimensionComparison as DimensionComparison,
+    find_fixed_points as find_fixed_points,
+    find_latent_fixed_points as find_latent_fixed_points,
+    fit_populations as fit_populations,
+    FixedPoints as FixedPoints,
+    initial_bulk_radius as initial_bulk_radius,
+    jacobian_bulk_radius as jacobian_bulk_radius,
+    jacobian_eigenvalues as jacobian_eigenvalues,
+    latent_trajectories as latent_trajectories,
+    Linearisation as Linearisation,
+    linearise as linearise,
+    low_rank_outliers as low_rank_outliers,
     LowRankComparison as LowRankComparison,
-    LyapunovEstimate as LyapunovEstimate,
     lyapunov_exponents as lyapunov_exponents,
+    LyapunovEstimate as LyapunovEstimate,
+    network_loadings as network_loadings,
+    participation_ratio as participation_ratio,
+    ParticipationRatio as ParticipationRatio,
+    pc_autocorrelation as pc_autocorrelation,
+    PCAutocorrelation as PCAutocorrelation,
+    population_analysis as population_analysis,
+    PopulationAnalysis as PopulationAnalysis,
+    PopulationFit as PopulationFit,
+    rajan_abbott_radius as rajan_abbott_radius,
+    RunAnalysis as RunAnalysis,
+    trajectory_states as trajectory_states,
 )
 from ._compilation_cache import (
     default_compilation_cache_dir as default_compilation_cache_dir,
@@ -22,13 +54,16 @@ from ._ensembles import (
     loading_index as loading_index,
     LowRankEnsemble as LowRankEnsemble,
     MixtureEnsemble as MixtureEnsemble,
+    RandomModeEnsemble as RandomModeEnsemble,
 )
+from ._misc import to_dtype as to_dtype
 from ._networks import (
     AbstractRateNetwork as AbstractRateNetwork,
     DaleNetwork as DaleNetwork,
     DenseNetwork as DenseNetwork,
     LowRankNetwork as LowRankNetwork,
     PiecewiseConstantInput as PiecewiseConstantInput,
+    RandomModeNetwork as RandomModeNetwork,
     spectral_radius as spectral_radius,
 )
 from ._nonlinearities import (
@@ -43,7 +78,6 @@ from ._nonlinearities import (
     ShiftedTanh as ShiftedTanh,
     Tanh as Tanh,
 )
-from ._misc import to_dtype as to_dtype
 from ._simulate import simulate as simulate, simulate_euler as simulate_euler
 from ._solution import (
     DMFTSolution as DMFTSolution,
@@ -64,9 +98,32 @@ from ._tasks import (
     PerceptualDecision as PerceptualDecision,
     SetResetFlipFlop as SetResetFlipFlop,
     SineWave as SineWave,
-    TASK_NAMES as TASK_NAMES,
     task_from_spec as task_from_spec,
+    TASK_NAMES as TASK_NAMES,
     TimeReproduction as TimeReproduction,
+)
+from ._theory import (
+    activity_dimension as activity_dimension,
+    Autocorrelation as Autocorrelation,
+    BoundarySolution as BoundarySolution,
+    chaos_onset as chaos_onset,
+    DimensionSolution as DimensionSolution,
+    dmft_autocorrelation as dmft_autocorrelation,
+    dmft_lyapunov as dmft_lyapunov,
+    effective_couplings as effective_couplings,
+    fixed_point_chaos_boundary as fixed_point_chaos_boundary,
+    kappa_instability_g as kappa_instability_g,
+    kappa_instability_overlap as kappa_instability_overlap,
+    LatentDynamics as LatentDynamics,
+    LowRankSolution as LowRankSolution,
+    LyapunovSolution as LyapunovSolution,
+    phase_diagram as phase_diagram,
+    PHASE_NAMES as PHASE_NAMES,
+    PhaseDiagram as PhaseDiagram,
+    random_mode_spectra as random_mode_spectra,
+    RandomModeSpectra as RandomModeSpectra,
+    solve_dmft as solve_dmft,
+    solve_lowrank as solve_lowrank,
 )
 from ._train import (
     evaluate as evaluate,
@@ -79,25 +136,6 @@ from ._train import (
     save_checkpoint as save_checkpoint,
     TrainConfig as TrainConfig,
     TrainResult as TrainResult,
-)
-from ._theory import (
-    Autocorrelation as Autocorrelation,
-    BoundarySolution as BoundarySolution,
-    chaos_onset as chaos_onset,
-    dmft_autocorrelation as dmft_autocorrelation,
-    dmft_lyapunov as dmft_lyapunov,
-    fixed_point_chaos_boundary as fixed_point_chaos_boundary,
-    kappa_instability_g as kappa_instability_g,
-    kappa_instability_overlap as kappa_instability_overlap,
-    LatentDynamics as LatentDynamics,
-    effective_couplings as effective_couplings,
-    LowRankSolution as LowRankSolution,
-    LyapunovSolution as LyapunovSolution,
-    PHASE_NAMES as PHASE_NAMES,
-    phase_diagram as phase_diagram,
-    PhaseDiagram as PhaseDiagram,
-    solve_dmft as solve_dmft,
-    solve_lowrank as solve_lowrank,
 )
 
 

@@ -298,6 +298,62 @@ class DaleNetwork(AbstractRateNetwork):
                             W_out=self.W_out, tau=self.tau)
 
 
+class RandomModeNetwork(AbstractRateNetwork):
+    """`J = L diag(D) R^T = sum_a D_a l_a r_a^T` (random-mode model of Clark, Marschall,
+    van Meegen & Litwin-Kumar 2025), applied as `L (D * (R^T r))`: a matvec costs
+    O(N M) for M modes and N x N is never formed unless `dense_matrix` is called.
+    """
+
+    L: Float[Array, "n modes"]
+    D: Float[Array, " modes"]
+    R: Float[Array, "n modes"]
+    phi: AbstractNonlinearity
+    bias: Float[Array, " n"]
+    W_in: Float[Array, "n n_in"] | None
+    W_out: Float[Array, "n n_out"] | None
+    tau: Float[Array, ""]
+
+    def __init__(
+        self,
+        L: ArrayLike,
+        D: ArrayLike,
+        R: ArrayLike,
+        phi: AbstractNonlinearity = Tanh(),
+        *,
+        bias: ArrayLike | None = None,
+        W_in: ArrayLike | None = None,
+        W_out: ArrayLike | None = None,
+        tau: ArrayLike = 1.0,
+    ):
+        L = jnp.asarray(L)
+        R = jnp.asarray(R)
+        D = jnp.asarray(D, dtype=L.dtype)
+        if L.ndim != 2 or L.shape != R.shape:
+            raise ValueError(
+                f"`L` and `R` must have the same shape (N, modes), got {L.shape} and {R.shape}."
+            )
+        if D.shape != (L.shape[1],):
+            raise ValueError(f"`D` must have shape ({L.shape[1]},), got {D.shape}.")
+        if not isinstance(phi, AbstractNonlinearity):
+            raise ValueError(f"`phi` must be an AbstractNonlinearity, got {phi!r}.")
+        check_finite("D", D)
+        check_positive("tau", tau)
+        self.L = L
+        self.D = D
+        self.R = R
+        _set_common(self, L.shape[0], L.dtype, phi, bias, W_in, W_out, tau)
+
+    @property
+    def n_modes(self) -> int:
+        return self.D.shape[0]
+
+    def recurrent(self, r):
+        return _matvec(self.L, self.D * _matvec(self.R.T, r))
+
+    def dense_matrix(self):
+        return _matvec(self.L * self.D[None, :], self.R.T)
+
+
 def spectral_radius(network: AbstractRateNetwork) -> float:
     """Largest |eigenvalue| of the dense J (numpy; small networks only)."""
     J = np.asarray(network.dense_matrix())

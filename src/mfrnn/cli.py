@@ -505,6 +505,95 @@ def _phase(args) -> dict:
     result["files"] = [str(out / f) for f in ("phase.png", "phase.npz", "phase.json")]
     return result
 
+
+def _add_dimension(sub) -> None:
+    p = sub.add_parser(
+        "dimension",
+        help="activity dimension PR/N of a random-mode network J = L D R^T (theory, "
+        "optionally next to simulated networks)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--g", type=float, required=True, help="effective gain (N Var J_ij = g^2)")
+    p.add_argument("--effective-rank", type=float, default=None,
+                   help="alpha PR_D (default: the iid limit)")
+    p.add_argument("--phi", default="tanh", help="tanh | erf (odd phi)")
+    p.add_argument("--simulate", type=_positive_int, default=None, metavar="N",
+                   help="also simulate sampled networks of N units")
+    p.add_argument("--networks", type=_positive_int, default=2, help="with --simulate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write dimension.png + dimension.json here")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_dimension)
+
+
+def _dimension(args) -> dict:
+    jax, mfrnn = _theory_setup(args)
+    import numpy as np
+
+    if args.g < 0:
+        raise ValueError(f"`--g` must be non-negative, got {args.g}.")
+    if args.effective_rank is not None and not args.effective_rank > 0:
+        raise ValueError(f"`--effective-rank` must be positive, got {args.effective_rank}.")
+    phi = mfrnn.nonlinearity(args.phi)
+    ensemble = mfrnn.RandomModeEnsemble(args.g, args.effective_rank, phi=phi)
+    start = time.perf_counter()
+    sol = jax.device_get(mfrnn.activity_dimension(ensemble, throw=False))
+    converged = bool(sol.result == mfrnn.RESULTS.successful)
+    result = {
+        "command": "dimension",
+        "g": args.g,
+        "effective_rank": args.effective_rank,
+        "phi": args.phi,
+        "pr_phi": _float_or_none(sol.pr_phi) if converged else None,
+        "pr_x": _float_or_none(sol.pr_x) if converged else None,
+        "delta0": _float_or_none(sol.delta0) if converged else None,
+        "pr_s": _float_or_none(sol.pr_s),
+        "chaotic": bool(sol.chaotic),
+        "converged": converged,
+        "message": "" if converged else mfrnn.RESULTS[sol.result],
+        "seconds": time.perf_counter() - start,
+    }
+    markers = None
+    if args.simulate is not None:
+        cmp = mfrnn.compare_dimension(
+            ensemble, args.simulate, key=jax.random.key(args.seed), n_networks=args.networks
+        )
+        result["simulation"] = {
+            "n": args.simulate,
+            "networks": args.networks,
+            "pr_phi": np.asarray(cmp.pr_phi).tolist(),
+            "pr_x": np.asarray(cmp.pr_x).tolist(),
+            "delta0": np.asarray(cmp.delta0).tolist(),
+            "pc_tau_half_phi": [_float_or_none(v) for v in np.asarray(cmp.pc_tau_half_phi)],
+            "pc_tau_half_phi_theory": _float_or_none(cmp.theory.pc_tau_half_phi),
+        }
+        rank = args.effective_rank if args.effective_rank is not None else 1e3
+        markers = [(rank, float(np.mean(cmp.pr_phi)), float(np.mean(cmp.pr_x)))]
+    if args.out is None:
+        return result
+    import jax.numpy as jnp
+
+    import mfrnn.plotting
+
+    ranks = np.geomspace(1e-2, 1e2, 41)
+    curve = mfrnn.activity_dimension(
+        mfrnn.RandomModeEnsemble(args.g, jnp.append(jnp.asarray(ranks), jnp.inf), phi=phi),
+        throw=False,
+    )
+    ok = np.asarray(curve.result._value) == 0
+    pr_phi = np.where(ok, np.asarray(curve.pr_phi), np.nan)
+    pr_x = np.where(ok, np.asarray(curve.pr_x), np.nan)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig = mfrnn.plotting.plot_dimension(
+        ranks, pr_phi[:-1], pr_x[:-1], iid=(pr_phi[-1], pr_x[-1]), markers=markers,
+        title=f"random-mode network, g_eff = {args.g}, phi = {args.phi}",
+    )
+    fig.savefig(out / "dimension.png", dpi=120)
+    (out / "dimension.json").write_text(json.dumps(result, indent=2))
+    result["files"] = [str(out / "dimension.png"), str(out / "dimension.json")]
+    return result
+
 # Published stopping criteria per task (TASKS.md): MSE tasks stop at a loss, decision
 # tasks at an accuracy.
 _TRAIN_TARGETS = {
@@ -702,6 +791,131 @@ def _write_evaluation(mfrnn, result, out, *, trials, seed, prefix="") -> dict:
     )
 
 
+def _add_analyze(sub) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="fixed and slow points, linearisation and spectrum of a trained checkpoint",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("dir", help="a folder written by `mfrnn train`")
+    p.add_argument("--input", type=float, nargs="+", default=None,
+                   help="constant input u (one value per task input; default 0)")
+    p.add_argument("--member", type=int, default=0, help="which trained member")
+    p.add_argument("--trials", type=_positive_int, default=32,
+                   help="task trials whose states start the search")
+    p.add_argument("--states", type=_positive_int, default=256, help="initial states")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_analyze)
+
+
+def _add_populations(sub) -> None:
+    p = sub.add_parser(
+        "populations",
+        help="Gaussian-mixture populations of a trained low-rank checkpoint, resampled",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("dir", help="a folder written by `mfrnn train --rank R`")
+    p.add_argument("--max-populations", type=_positive_int, default=3)
+    p.add_argument("--resamples", type=_positive_int, default=5, help="networks per fit")
+    p.add_argument("--n", type=_positive_int, default=None,
+                   help="units of each resampled network (default: the trained size)")
+    p.add_argument("--trials", type=_positive_int, default=256, help="trials per score")
+    p.add_argument("--member", type=int, default=0, help="which trained member")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_populations)
+
+
+def _load_run(mfrnn, folder):
+    result = mfrnn.load_checkpoint(pathlib.Path(folder) / "checkpoint.mfrnn")
+    if result.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        result = mfrnn.load_checkpoint(pathlib.Path(folder) / "checkpoint.mfrnn")
+    return result
+
+
+def _analyze(args) -> dict:
+    _jax_setup(args)
+    import jax.random as jr
+
+    import mfrnn
+
+    folder = pathlib.Path(args.dir)
+    result = _load_run(mfrnn, folder)
+    if args.input is not None and len(args.input) != result.task.n_in:
+        raise ValueError(
+            f"`--input` needs {result.task.n_in} values (task {result.task.name!r} has "
+            f"{result.task.n_in} inputs), got {len(args.input)}."
+        )
+    analysis = mfrnn.analyze_run(result, key=jr.key(args.seed), member=args.member,
+                                 inputs=args.input, n_trials=args.trials, n_states=args.states)
+    import matplotlib.pyplot as plt
+
+    import mfrnn.plotting
+
+    fps = analysis.fixed_points
+    fig = mfrnn.plotting.plot_fixed_points(
+        analysis.trajectories_pc, analysis.points_pc, fps.n_unstable, fps.is_fixed,
+        title=f"{result.task.name}: fixed points (u = {analysis.inputs.tolist()})")
+    fig.savefig(folder / "fixed_points.png", dpi=110)
+    sp = analysis.spectrum
+    fig = mfrnn.plotting.plot_spectrum(
+        sp.eigenvalues, initial_eigenvalues=sp.initial_eigenvalues, bulk_radius=sp.bulk_radius,
+        predicted_outliers=sp.predicted_outliers, title=f"{result.task.name}: J")
+    fig.savefig(folder / "spectrum.png", dpi=110)
+    plt.close("all")
+    summary = analysis.summary()
+    summary.update(command="analyze", member=args.member)
+    (folder / "analysis.json").write_text(json.dumps(summary, indent=2))
+    summary["files"] = [str(folder / f) for f in ("analysis.json", "fixed_points.png",
+                                                   "spectrum.png")]
+    return summary
+
+
+def _populations(args) -> dict:
+    _jax_setup(args)
+    import jax.random as jr
+    import numpy as np
+
+    import mfrnn
+
+    folder = pathlib.Path(args.dir)
+    result = _load_run(mfrnn, folder)
+    if not 0 <= args.member < result.n_members:
+        raise ValueError(f"`--member` must be in [0, {result.n_members}), got {args.member}.")
+    pa = mfrnn.population_analysis(
+        result.member(args.member), result.task, max_populations=args.max_populations,
+        key=jr.key(args.seed), n_resamples=args.resamples, n=args.n, batch=args.trials,
+        loss=result.config.loss, noise_std=result.config.noise_std)
+    import matplotlib.pyplot as plt
+
+    import mfrnn.plotting
+
+    fig = mfrnn.plotting.plot_population_accuracy(
+        pa.n_populations, pa.accuracy, trained_accuracy=pa.trained_accuracy, bic=pa.bic,
+        title=f"{result.task.name}: resampled from Gaussian mixtures")
+    fig.savefig(folder / "populations.png", dpi=110)
+    plt.close("all")
+    acc = np.asarray(pa.accuracy)
+    summary = {
+        "command": "populations",
+        "trained_accuracy": pa.trained_accuracy,
+        "populations": [
+            {"n_populations": int(k), "accuracy_mean": float(acc[i].mean()),
+             "accuracy_std": float(acc[i].std()), "accuracies": acc[i].tolist(),
+             "bic": float(pa.bic[i]), "weights": np.asarray(pa.fits[i].weights).tolist(),
+             "converged": bool(pa.fits[i].result == mfrnn.RESULTS.successful)}
+            for i, k in enumerate(np.asarray(pa.n_populations))
+        ],
+    }
+    (folder / "populations.json").write_text(json.dumps(summary, indent=2))
+    summary["files"] = [str(folder / "populations.json"), str(folder / "populations.png")]
+    return summary
+
+
 def dataclasses_asdict(x) -> dict:
     import dataclasses
 
@@ -718,8 +932,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_onset(sub)
     _add_lowrank(sub)
     _add_phase(sub)
+    _add_dimension(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_analyze(sub)
+    _add_populations(sub)
     return parser
 
 
@@ -738,8 +955,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
     else:
-        keys = ("g_c", "kappa", "delta0", "delta_inf", "regime", "lyapunov", "tau_half",
-                "outlier", "phase_counts", "failed_points", "seconds_with_compile", "step",
+        keys = ("g_c", "kappa", "pr_phi", "pr_x", "delta0", "delta_inf", "regime", "lyapunov",
+                "tau_half", "outlier", "phase_counts", "failed_points", "seconds_with_compile", "step",
                 "accuracy", "best_member")
         for key in keys:
             if key in result:

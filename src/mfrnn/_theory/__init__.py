@@ -2,6 +2,12 @@ from .autocorrelation import (
     Autocorrelation as Autocorrelation,
     dmft_autocorrelation as dmft_autocorrelation,
 )
+from .dimension import (
+    activity_dimension as activity_dimension,
+    DimensionSolution as DimensionSolution,
+    random_mode_spectra as random_mode_spectra,
+    RandomModeSpectra as RandomModeSpectra,
+)
 from .dmft import chaos_onset as chaos_onset, solve_dmft as solve_dmft
 from .lowrank import (
     effective_couplings as effective_couplings,

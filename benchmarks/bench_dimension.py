@@ -1,0 +1,190 @@
+"""Benchmark: activity dimension of random-mode networks over a (g, effective rank) grid,
+mfrnn (vmapped, jitted) against a numpy/scipy loop doing the same integrals in the same
+run, and the simulation-side estimator at N = 4000.
+
+    python benchmarks/bench_dimension.py [--quick] [--out benchmarks/results/dimension.json]
+
+Work (issue 12): PR^phi / N and PR^x / N for 64 values of g in [1.1, 4] x 64 effective
+ranks in [0.01, 100] (tanh).
+- mfrnn: `activity_dimension` on g of shape (64, 1) and ranks (1, 64) (the spectra are
+  computed once per g), and on the full (64, 64) meshgrid (4096 spectra); first call
+  (compilation + run) and second call (run) are timed separately (the meshgrid once).
+- numpy/scipy loop, per g: Delta0 by brentq on the energy condition (Gauss-Hermite, 150
+  nodes), tau(Delta) by cumulative trapezoid (sqrt substitution at the top, log spacing
+  at the bottom), Delta(tau) on a uniform grid by interpolation, C^x(w) by FFT (step 0.1,
+  2^14 points, |w| < 8), then for
+  every rank the double integral of Psi^phi and Psi^x (Eq. 38 / I22) on the FFT's
+  frequency grid (numpy, vectorised over the 2-d grid).
+- estimator: `participation_ratio` (cross-trajectory, Gram matrices) on activity of 16
+  trajectories x 80 samples x 4000 units, against numpy forming the 16 covariance
+  matrices (N x N) for the same cross-block estimate.
+Accuracies are max relative deviations from mfrnn (whose half-resolution check is
+reported too).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import time
+
+import jax
+
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import mfrnn
+import numpy as np
+from scipy import integrate, optimize
+
+
+GH_Z, GH_W = np.polynomial.hermite_e.hermegauss(150)
+GH_W = GH_W / GH_W.sum()
+
+
+def _logcosh(x):
+    ax = np.abs(x)
+    return ax + np.log1p(np.exp(-2 * ax)) - np.log(2)
+
+
+def _two_point(f, d0, d):
+    d = np.atleast_1d(d)[:, None, None]
+    x = np.sqrt(d) * GH_Z[None, :, None] + np.sqrt(np.maximum(d0 - d, 0)) * GH_Z[None, None, :]
+    return (f(x) @ GH_W) ** 2 @ GH_W
+
+
+def scipy_point(g, kappas):
+    """PR^phi, PR^x for one g and an array of kappa = 1 / effective rank."""
+    def energy(d0):
+        p = _logcosh(np.sqrt(d0) * GH_Z)
+        return g * g * (GH_W @ p**2 - (GH_W @ p) ** 2) - d0 * d0 / 2
+
+    d0 = optimize.brentq(energy, 1e-6, 200.0, xtol=1e-13, rtol=1e-13)
+    V = lambda d: -0.5 * d * d + g * g * _two_point(_logcosh, d0, d)
+    v0 = -0.5 * d0 * d0 + g * g * (GH_W @ _logcosh(np.sqrt(d0) * GH_Z) ** 2)
+    s = np.linspace(0, np.sqrt(d0 / 2), 400)
+    w_up = np.maximum(v0 - V(d0 - s**2), 1e-300)
+    slope = g * g * (GH_W @ np.tanh(np.sqrt(d0) * GH_Z) ** 2) - d0
+    tau_up = integrate.cumulative_trapezoid(
+        np.where(s > 0, 2 * s / np.sqrt(2 * w_up), 2 / np.sqrt(2 * slope)), s, initial=0.0
+    )
+    d_low = np.geomspace(d0 / 2, 1e-6 * d0, 600)
+    w_low = np.maximum(V(0.0) - V(d_low), 1e-300)
+    tau_low = tau_up[-1] - integrate.cumulative_trapezoid(
+        d_low / np.sqrt(2 * w_low), np.log(d_low), initial=0.0
+    )
+    tau = np.concatenate([tau_up, tau_low[1:]])
+    delta = np.concatenate([d0 - s**2, d_low[1:]])
+    h, n_fft = 0.1, 2**14
+    grid = h * np.arange(n_fft // 2)
+    prof = np.interp(grid, tau, delta, right=0.0)
+    full = np.concatenate([prof, [0.0], prof[:0:-1]])
+    cx = h * np.real(np.fft.fft(full))
+    w = 2 * np.pi * np.fft.fftfreq(n_fft, h)
+    keep = np.abs(w) < 8.0
+    w, cx = w[keep], cx[keep]
+    dw = 2 * np.pi / (n_fft * h)
+    cphi = (1 + w**2) * cx / g**2
+    dphi = GH_W @ (1 / np.cosh(np.sqrt(d0) * GH_Z) ** 2)
+    phi2 = GH_W @ np.tanh(np.sqrt(d0) * GH_Z) ** 2
+    nu = (g * dphi) ** 2
+    X = (1 + 1j * w[:, None]) * (1 + 1j * w[None, :])
+    den = np.abs(X - nu) ** 2
+    base_phi = np.einsum("i,j,ij->", cphi, cphi, np.abs(X) ** 2 / den)
+    extra_phi = np.einsum("i,j,ij->", cphi, cphi, nu**2 / den)
+    base_x = np.einsum("i,j,ij->", cx, cx, np.abs(X) ** 2 / den)
+    extra_x = np.einsum("i,j,ij->", cx, cx, nu**2 / den)
+    norm = (dw / (2 * np.pi)) ** 2
+    pr_phi, pr_x = [], []
+    for kappa in kappas:  # the same 2-d integrals per effective rank
+        pr_phi.append(phi2**2 / (norm * (base_phi + kappa * extra_phi)))
+        pr_x.append(d0**2 / (norm * ((2 + kappa) * base_x - extra_x)))
+    return np.array(pr_phi), np.array(pr_x)
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    return out, time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="8 x 8 grid, for tests")
+    parser.add_argument("--out", default="benchmarks/results/dimension.json")
+    args = parser.parse_args()
+    n = 8 if args.quick else 64
+    gs = np.linspace(1.1, 4.0, n)
+    ranks = np.geomspace(0.01, 100.0, n)
+    results = {"grid": [n, n], "g_range": [1.1, 4.0], "rank_range": [0.01, 100.0],
+               "device": str(jax.devices()[0]), "platform": platform.platform(),
+               "cpu_count": os.cpu_count()}
+
+    ens = mfrnn.RandomModeEnsemble(jnp.asarray(gs)[:, None], jnp.asarray(ranks)[None, :])
+    run = lambda e: mfrnn.activity_dimension(e, throw=False)
+    sol, t_first = _timed(lambda: run(ens))
+    _, t_run = _timed(lambda: run(ens))
+    G, R = np.meshgrid(gs, ranks, indexing="ij")
+    mesh = mfrnn.RandomModeEnsemble(jnp.asarray(G), jnp.asarray(R))
+    sol_mesh, t_mesh = _timed(lambda: run(mesh))  # one call (its compilation is minor)
+    pr_phi, pr_x = np.asarray(sol.pr_phi), np.asarray(sol.pr_x)
+    results["mfrnn"] = {
+        "first_call_s": t_first, "run_s": t_run, "compile_s": t_first - t_run,
+        "meshgrid_call_s": t_mesh,
+        "all_converged": bool(np.all(np.asarray(sol.result._value) == 0)),
+        "max_half_resolution_change": float(np.nanmax(np.asarray(sol.error))),
+        "meshgrid_max_abs_diff": float(np.nanmax(np.abs(np.asarray(sol_mesh.pr_phi) - pr_phi))),
+    }
+    print(f"mfrnn: first call {t_first:.1f} s, run {t_run:.3f} s; meshgrid run {t_mesh:.2f} s",
+          flush=True)
+
+    start = time.perf_counter()
+    base = [scipy_point(g, 1.0 / ranks) for g in gs]
+    t_scipy = time.perf_counter() - start
+    b_phi = np.array([b[0] for b in base])
+    b_x = np.array([b[1] for b in base])
+    results["scipy_loop"] = {
+        "run_s": t_scipy,
+        "max_rel_err_pr_phi": float(np.max(np.abs(b_phi / pr_phi - 1))),
+        "max_rel_err_pr_x": float(np.max(np.abs(b_x / pr_x - 1))),
+    }
+    r = results["mfrnn"]
+    r["speedup_vs_scipy"] = t_scipy / t_run
+    r["speedup_vs_scipy_with_compile"] = t_scipy / t_first
+    r["meshgrid_speedup_vs_scipy"] = t_scipy / t_mesh
+    print(f"scipy loop: {t_scipy:.2f} s; mfrnn x{r['speedup_vs_scipy']:.0f} "
+          f"(x{r['speedup_vs_scipy_with_compile']:.1f} with compilation, meshgrid "
+          f"x{r['meshgrid_speedup_vs_scipy']:.1f}); scipy deviation "
+          f"{results['scipy_loop']['max_rel_err_pr_phi']:.1e}", flush=True)
+
+    # Simulation-side estimator at N = 4000.
+    rng = np.random.default_rng(0)
+    xs = jnp.asarray(rng.normal(size=(16, 80, 4000)).astype(np.float32))
+    est = lambda: mfrnn.participation_ratio(xs, mean=0.0).pr
+    _, t_est_first = _timed(est)
+    _, t_est = _timed(est)
+
+    def numpy_cross():
+        x = np.asarray(xs, np.float64)
+        covs = [b.T @ b / b.shape[0] for b in x]
+        total = sum(covs)
+        frob = np.sum(total * total) - sum(np.sum(c * c) for c in covs)
+        traces = np.array([np.trace(c) for c in covs])
+        return (traces.sum() ** 2 - np.sum(traces**2)) / (4000 * frob)
+
+    _, t_np = _timed(numpy_cross)
+    results["estimator_n4000"] = {
+        "shape": [16, 80, 4000], "first_call_s": t_est_first, "run_s": t_est,
+        "numpy_covariance_matrices_s": t_np, "speedup_vs_numpy": t_np / t_est,
+    }
+    print(f"estimator N = 4000: {t_est:.3f} s (first {t_est_first:.2f} s), numpy N x N "
+          f"covariances {t_np:.2f} s", flush=True)
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
