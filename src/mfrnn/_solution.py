@@ -6,8 +6,11 @@ from jaxtyping import Array, Float, Int
 
 class RESULTS(optx.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
     static_not_converged = (
-        "The static (fixed-point) self-consistency did not converge: no finite "
-        "Delta0 = g^2 <phi^2> + s_I^2 was found (e.g. an unbounded phi with large g)."
+        "The static (fixed-point) self-consistency did not converge: Newton found no "
+        "root (kappa, Delta0) from its guesses within `max_steps`, or the fixed points "
+        "it found cannot be the whole picture (kappa = 0 unstable through an outlier "
+        "while no kappa != 0 root was found). With an unbounded phi and large g no "
+        "finite Delta0 exists at all."
     )
     chaotic_not_converged = (
         "The chaotic DMFT self-consistency did not converge. Try a smaller `rtol` "

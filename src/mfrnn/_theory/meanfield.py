@@ -200,6 +200,12 @@ def static_residual(y, args):
 _GAP_T, _GAP_W = (lambda t, w: ((t + 1) / 2, w / 2))(*np.polynomial.legendre.leggauss(8))
 
 
+def inf_residual(p, st, d_inf, q):
+    """-V'(D_inf) alone (D_inf's own equation, for given q)."""
+    C = per_population(p.phi.gaussian_correlation, st.mu, st.L + d_inf + q, st.L + d_inf)
+    return d_inf - p.g**2 * jnp.sum(p.fractions * C)
+
+
 def potential_gap(p, st, d_inf, q, integral: bool = True):
     """(V(D0) - V(D_inf)) / q^2 and -V'(D_inf), with D0 = D_inf + q.
 
@@ -490,9 +496,7 @@ def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8):
     d_max = 10.0 * scale
 
     def inf_newton(d, q):
-        r, dr = jax.jvp(
-            lambda x: potential_gap(p, st, x, q, False)[1], (d,), (jnp.ones_like(d),)
-        )
+        r, dr = jax.jvp(lambda x: inf_residual(p, st, x, q), (d,), (jnp.ones_like(d),))
         step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
         return jnp.clip(d - step, 0.0, d_max)
 
@@ -508,7 +512,7 @@ def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8):
         q = jnp.exp(log_q)
         # At small q an unconverged D_inf dominates the energy / q^2: converge it. The
         # first point (the top of the grid) gets more steps from its cold start.
-        n = jnp.where(i == 0, 12, 4)
+        n = jnp.where(i == 0, 12, 3)
         d = jax.lax.fori_loop(0, n, lambda _, x: inf_newton(x, q), d)
         up = potential_gap(p, st, d, q, False)[0] > 0  # decreasing: the root lies above
         scanning = i < scan
