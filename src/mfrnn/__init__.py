@@ -140,3 +140,10 @@ from ._train import (
 
 
 __version__ = importlib.metadata.version("mfrnn")
+
+
+def __getattr__(name: str):
+    # `mfrnn.plotting` on first use: matplotlib stays out of `import mfrnn`.
+    if name == "plotting":
+        return importlib.import_module(".plotting", __name__)
+    raise AttributeError(f"module 'mfrnn' has no attribute {name!r}")

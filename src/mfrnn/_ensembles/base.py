@@ -27,6 +27,13 @@ def check_size(n) -> None:
         raise ValueError(f"`n` must be a positive integer, got {n!r}.")
 
 
+def check_nonempty(name: str, x) -> None:
+    if np.size(x) == 0:
+        raise ValueError(
+            f"`{name}` is empty (shape {np.shape(x)}): give at least one value."
+        )
+
+
 def check_phi(phi) -> None:
     if not isinstance(phi, AbstractNonlinearity):
         raise ValueError(

@@ -5,7 +5,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from .._misc import check_finite, check_nonnegative, check_positive
 from .._networks import DenseNetwork
 from .._nonlinearities import AbstractNonlinearity, Tanh
-from .base import AbstractEnsemble, check_phi, check_size, random_part
+from .base import AbstractEnsemble, check_nonempty, check_phi, check_size, random_part
 
 
 class GaussianEnsemble(AbstractEnsemble):
@@ -32,6 +32,13 @@ class GaussianEnsemble(AbstractEnsemble):
         phi: AbstractNonlinearity = Tanh(),
         tau: ArrayLike = 1.0,
     ):
+        for name, value in (("bias", bias), ("input_std", input_std)):
+            if isinstance(value, AbstractNonlinearity):
+                raise ValueError(
+                    f"`{name}` got the nonlinearity {value!r}: pass it by keyword, "
+                    "`GaussianEnsemble(g, phi=...)` (bias and input_std come second and "
+                    "third)."
+                )
         dtype = jnp.result_type(float)
         self.g = jnp.asarray(g, dtype)
         self.bias = jnp.asarray(bias, dtype)
@@ -40,6 +47,7 @@ class GaussianEnsemble(AbstractEnsemble):
         self.tau = jnp.asarray(tau, dtype)
 
     def __check_init__(self):
+        check_nonempty("g", self.g)
         check_nonnegative("g", self.g)
         check_finite("bias", self.bias)
         check_nonnegative("input_std", self.input_std)

@@ -11,6 +11,7 @@ from .._nonlinearities import AbstractNonlinearity, Tanh
 from .base import (
     AbstractEnsemble,
     check_covariance,
+    check_nonempty,
     check_phi,
     check_size,
     gaussian_loadings,
@@ -86,6 +87,7 @@ class LowRankEnsemble(AbstractEnsemble):
     def __check_init__(self):
         check_finite("mean", self.mean)
         check_covariance("cov", self.cov)
+        check_nonempty("g", self.g)
         check_nonnegative("g", self.g)
         check_finite("bias", self.bias)
         check_positive("tau", self.tau)
