@@ -5,9 +5,8 @@ import subprocess
 import sys
 
 import jax.numpy as jnp
-import pytest
-
 import mfrnn
+import pytest
 
 
 def test_positional_phi_in_gaussian_ensemble_names_the_argument():
