@@ -7,9 +7,10 @@ import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import mfrnn
 import numpy as np
 import pytest
+
+import mfrnn
 
 
 def ring(g, s2=2.0):

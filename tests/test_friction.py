@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import jax.numpy as jnp
-import mfrnn
 import pytest
+
+import mfrnn
 
 
 def test_positional_phi_in_gaussian_ensemble_names_the_argument():
