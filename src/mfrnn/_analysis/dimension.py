@@ -21,6 +21,7 @@ from .._ensembles import RandomModeEnsemble
 from .._networks import AbstractRateNetwork, DenseNetwork, RandomModeNetwork
 from .._simulate import simulate
 from .._theory.dimension import random_mode_spectra, RandomModeSpectra
+from .dynamics import half_time
 
 
 def _blocks(xs, n_blocks, mean) -> Array:
@@ -211,7 +212,7 @@ def pc_autocorrelation(
     return PCAutocorrelation(
         lags=dt * jnp.arange(n_lag, dtype=profile.dtype),
         profile=profile,
-        tau_half=_half_crossing(profile, dt),
+        tau_half=half_time(profile, 0.5, dt),
     )
 
 
@@ -250,14 +251,6 @@ def _pc_profile_cov(xs, n_lag: int):
 
     values = jax.lax.map(per_lag, jnp.arange(n_lag))
     return values / values[0]
-
-
-def _half_crossing(profile, dt):
-    below = profile <= 0.5
-    i = jnp.argmax(below)
-    prev = jnp.maximum(i - 1, 0)
-    frac = (profile[prev] - 0.5) / jnp.where(i > 0, profile[prev] - profile[i], 1.0)
-    return jnp.where(jnp.any(below) & (i > 0), dt * (prev + frac), jnp.nan)
 
 
 class DimensionComparison(eqx.Module):

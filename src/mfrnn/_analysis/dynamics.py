@@ -76,16 +76,17 @@ def activity_autocorrelation(
         autocorrelation=acf,
         delta0=acf[0],
         delta_inf=delta_inf,
-        tau_half=_half_time(acf, delta_inf, dt),
+        tau_half=half_time(acf, delta_inf + 0.5 * (acf[0] - delta_inf), dt),
     )
 
 
-def _half_time(acf, floor, dt):
-    level = floor + 0.5 * (acf[0] - floor)
-    below = acf <= level
+def half_time(values, level, dt):
+    """First time (linear interpolation between samples `dt` apart) at which `values`
+    falls to `level`; NaN if it never does."""
+    below = values <= level
     k = jnp.argmax(below)
     k_prev = jnp.maximum(k - 1, 0)
-    frac = (acf[k_prev] - level) / jnp.where(k > 0, acf[k_prev] - acf[k], 1.0)
+    frac = (values[k_prev] - level) / jnp.where(k > 0, values[k_prev] - values[k], 1.0)
     return jnp.where(jnp.any(below) & (k > 0), dt * (k_prev + frac), jnp.nan)
 
 

@@ -458,10 +458,11 @@ def solve_fixed_point(
     st = stats(p, kappa)
     bulk, M = outlier_matrix(p, kappa, D)
     eig = small_eigvals(M)
-    manifold = manifold_dimension(p, kappa, D, M, eig, 10.0 * jnp.sqrt(max(rtol, atol)))
+    marginal_tol = 10.0 * jnp.sqrt(max(rtol, atol))  # zero eigenvalues to the solve's accuracy
+    manifold = manifold_dimension(p, kappa, D, M, eig, marginal_tol)
     outliers_stable = hurwitz_stable(M, marginal=manifold)
     # Along a manifold the zero eigenvalues say nothing: the largest of the others.
-    along = (manifold > 0) & (jnp.abs(eig) <= 10.0 * jnp.sqrt(max(rtol, atol)))
+    along = (manifold > 0) & (jnp.abs(eig) <= marginal_tol)
     delta0 = st.L + jnp.maximum(D, 0.0)
     quiescent = jnp.all(delta0 <= 1e-12) & (jnp.sum(kappa**2) <= 1e-12)
     return LowRankSolution(
