@@ -48,6 +48,37 @@ def test_mastrogiuseppe_ostojic_published_boundaries():
     np.testing.assert_allclose(curve.value, [1.0, 2.2], rtol=1e-8)
 
 
+def test_chaos_boundary_line_from_defaults():
+    # The M&O line M_m = 1.1, M_n in [0, 3] from an ensemble g far from the boundary:
+    # every point converges. Below M_m M_n = 1 only kappa = 0 is a fixed point, whose
+    # bulk radius is g (Delta0 = 0): g_C = 1 exactly. Above, g_C grows with M_n.
+    mean_n = np.linspace(0.0, 3.0, 30)
+    line_ens = mfrnn.LowRankEnsemble.rank_one(mean_m=1.1, mean_n=mean_n, g=2.0)
+    line = mfrnn.fixed_point_chaos_boundary(line_ens, throw=False)
+    assert np.all(np.asarray(line.result._value) == 0)
+    below = mean_n * 1.1 < 1.0
+    np.testing.assert_allclose(np.asarray(line.value)[below], 1.0, rtol=1e-10)
+    assert np.all(np.diff(np.asarray(line.value)[~below]) > 0)
+    assert np.all(np.abs(np.asarray(line.kappa[~below, 0])) > 0)
+    # Second method: on either side of g_C the fixed point of that branch is stable /
+    # unstable by its own bulk radius.
+    i = 20
+    kappa = line.kappa[i]
+    for factor, stable in ((0.99, True), (1.01, False)):
+        ens = mfrnn.LowRankEnsemble.rank_one(
+            mean_m=1.1, mean_n=mean_n[i], g=factor * line.value[i]
+        )
+        sol = mfrnn.solve_lowrank(ens, kappa[None], throw=False)
+        assert bool(sol.bulk_radius[0] < 1.0) == stable
+    # The gradient of g_C along the line, against central differences.
+    def g_c(m_n):
+        ens = mfrnn.LowRankEnsemble.rank_one(mean_m=1.1, mean_n=m_n, g=2.0)
+        return mfrnn.fixed_point_chaos_boundary(ens).value
+
+    fd = (g_c(2.0 + 1e-5) - g_c(2.0 - 1e-5)) / 2e-5
+    np.testing.assert_allclose(jax.grad(g_c)(2.0), fd, rtol=1e-6)
+
+
 def test_zero_mean_fixed_point_closed_form_and_g_independence():
     # phi = erf(sqrt(pi) x / 2): <phi'>_{0, D} = 1 / sqrt(1 + pi D / 2), so
     # sigma_mn <phi'> = 1 gives Delta0 = 2 (sigma_mn^2 - 1) / pi for every g.
@@ -58,7 +89,7 @@ def test_zero_mean_fixed_point_closed_form_and_g_independence():
     np.testing.assert_allclose(delta0, 2 * (1.8**2 - 1) / np.pi, rtol=1e-10)
     phi2 = jax.vmap(lambda d: mfrnn.Erf().gaussian_second_moment(0.0, d))(delta0)
     np.testing.assert_allclose(sol.kappa[:, 0, 0] ** 2, delta0 - g**2 * phi2, rtol=1e-9)
-    # Outlier at g = 0 (THEORY.md 1.3): -1 + (sigma_mn / s_m^2) E[m^2 phi'(m kappa)].
+    # Outlier at g = 0 (docs/theory/lowrank.md): -1 + (sigma_mn / s_m^2) E[m^2 phi'(m kappa)].
     k = float(sol.kappa[0, 0, 0])
     z, w = np.polynomial.hermite_e.hermegauss(120)
     e = np.sum(w * z**2 * np.exp(-np.pi * (z * k) ** 2 / 4)) / np.sqrt(2 * np.pi)

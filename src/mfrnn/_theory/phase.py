@@ -32,18 +32,21 @@ from .meanfield import (
     check_common,
     check_point,
     default_guesses,
-    fixed_point_stability,
     kappa_scale,
     LowRankSolution,
     map_points,
     Point,
+    newton,
+    outlier_matrix,
     point_arrays,
     points,
     solve_chaos,
     solve_fixed_point,
     solve_zero_chaos,
+    static_linear_solver,
     static_residual,
     stats,
+    trust_region,
     zero_chaos_solution,
 )
 
@@ -603,8 +606,79 @@ def _boundary_residual(y, args):
     R = p.rank
     q = eqx.tree_at(lambda t: t.g, p, y[R + 1])
     fixed = static_residual(y[: R + 1], (q, nonzero))
-    bulk, _ = fixed_point_stability(q, y[:R], y[R])[:2]
+    bulk = outlier_matrix(q, y[:R], y[R])[0]
     return jnp.concatenate([fixed, (bulk - 1.0)[None]])
+
+
+# Continuation in g along a fixed-point branch: first and largest step, the smallest
+# step before the branch counts as lost, and the largest g searched.
+_STEP, _MAX_STEP, _MIN_STEP, _G_MAX = 0.05, 0.2, 1e-4, 50.0
+
+
+def _with_g(p: Point, g) -> Point:
+    return eqx.tree_at(lambda t: t.g, p, jnp.asarray(g, p.g.dtype))
+
+
+def _follow_branch(p: Point, kappa0, rtol, atol, max_steps):
+    """Follow the fixed point that starts from `kappa0` at g = 0 up in g (warm-started
+    Newton, adaptive step) until its bulk radius reaches 1. Returns the bracket
+    (g_lo, y_lo, r_lo), (g_hi, y_hi, r_hi) with y = (kappa, D), the branch's nonzero
+    flag, and a code: 0 crossed, 1 no fixed point at g = 0 or branch lost, 2 no
+    crossing below _G_MAX."""
+    R = p.rank
+    p0 = _with_g(p, 0.0)
+    linear_solver = static_linear_solver(p)
+
+    def root(k):  # the fixed point at g = 0 (D = 0 there) from the guess k
+        nz = jnp.any(k != 0)
+        y = trust_region(static_residual, jnp.append(k, 0.0), (p0, nz), linear_solver)
+        sol = newton(static_residual, y, (p0, nz), rtol, atol, max_steps, linear_solver)
+        ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
+        return sol.value, ok & ~(nz & (jnp.sum(sol.value[:R] ** 2) < 1e-12))
+
+    # From kappa0 and, where it finds no kappa != 0 root at g = 0, from kappa = 0.
+    ys, found = jax.vmap(root)(jnp.stack([kappa0, jnp.zeros_like(kappa0)]))
+    y0 = jnp.where(found[0], ys[0], jnp.where(found[1], ys[1], 0.0))
+    ok0 = found[0] | found[1]
+    nonzero = jnp.any(y0[:R] != 0)
+    dtype = y0.dtype
+    zero = jnp.asarray(0.0, dtype)
+
+    def bulk(g, y):
+        return outlier_matrix(_with_g(p, g), y[:R], y[R])[0]
+
+    def cond(c):
+        return c["code"] < 0
+
+    def body(c):
+        g_new = c["g"] + c["step"]
+        args = (_with_g(p, g_new), nonzero)
+        sol = newton(static_residual, c["y"], args, rtol, atol, 16, linear_solver)
+        y_new = sol.value
+        ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(y_new))
+        # A kappa != 0 branch that collapses to kappa = 0 has merged: treat as lost.
+        ok = ok & ~(nonzero & (jnp.sum(y_new[:R] ** 2) < 1e-12))
+        r_new = jnp.where(ok, bulk(g_new, y_new), c["r"])
+        crossed = ok & (r_new >= 1.0)
+        advance = ok & ~crossed
+        step = jnp.where(ok, jnp.minimum(1.5 * c["step"], _MAX_STEP), 0.5 * c["step"])
+        code = jnp.where(crossed, 0, jnp.where(step < _MIN_STEP, 1, -1))
+        code = jnp.where(advance & (g_new >= _G_MAX), 2, code)
+        return dict(
+            g=jnp.where(advance, g_new, c["g"]),
+            y=jnp.where(advance, y_new, c["y"]),
+            r=jnp.where(advance, r_new, c["r"]),
+            g_hi=g_new, y_hi=y_new, r_hi=r_new,
+            step=jnp.where(crossed, c["step"], step),
+            code=code,
+        )
+
+    init = dict(
+        g=zero, y=y0, r=zero, g_hi=zero, y_hi=y0, r_hi=zero,
+        step=jnp.asarray(_STEP, dtype), code=jnp.where(ok0, -1, 1),
+    )
+    out = jax.lax.while_loop(cond, body, init)
+    return out, nonzero
 
 
 @eqx.filter_jit
@@ -617,9 +691,14 @@ def fixed_point_chaos_boundary(
     max_steps: int = 80,
     throw: bool = True,
 ) -> BoundarySolution:
-    """g_C: the g at which the fixed point continued from `kappa0` (default: the
-    +kappa branch) loses stability to chaos, `g sqrt(<phi'^2>) = 1`, solved jointly with
-    the fixed-point equations (Newton from the ensemble's g, which is only a guess).
+    """g_C: the g at which a fixed-point branch loses stability to chaos,
+    `g sqrt(<phi'^2>) = 1`. The branch is the fixed point at g = 0 reached from `kappa0`
+    (default: +kappa along the first latent axis; the kappa = 0 branch where no such
+    root exists), followed up in g by continuation until its bulk radius crosses 1;
+    then the crossing is solved jointly with the fixed-point equations by Newton. The
+    ensemble's own g is not used. Failed points return NaN: `no_onset` where the
+    radius stays below 1 up to g = 50, `static_not_converged` where the branch is lost
+    (it ends in a saddle-node) or the final solve fails.
     Mastrogiuseppe & Ostojic 2018 (M_m = 1.1, M_n = 2, s_m = s_n = 1): g_C = 1.796.
     """
     rtol, atol = check_common(ensemble, rtol, atol, max_steps)
@@ -627,25 +706,36 @@ def fixed_point_chaos_boundary(
 
     def one(p):
         p = check_point(p)
-        start = solve_fixed_point(
-            p, default_guesses(p, "fixed_point")[1] if kappa0 is None else jnp.asarray(kappa0),
-            rtol, atol, max_steps,
-        )
+        guess = default_guesses(p, "fixed_point")[1] if kappa0 is None else kappa0
+        guess = jnp.asarray(guess, p.g.dtype)
         R = p.rank
-        nonzero = jnp.any(start.kappa != 0)
-        D = start.delta0[0] - stats(p, start.kappa).L[0]
-        y0 = jax.lax.stop_gradient(jnp.concatenate([start.kappa, jnp.stack([D, p.g])]))
+        path, nonzero = jax.lax.stop_gradient(_follow_branch(p, guess, rtol, atol, max_steps))
+        # Linear interpolation of the bracket in the bulk radius: Newton's start.
+        w = (1.0 - path["r"]) / jnp.where(path["r_hi"] > path["r"], path["r_hi"] - path["r"], 1.0)
+        w = jnp.clip(w, 0.0, 1.0)
+        g0 = path["g"] + w * (path["g_hi"] - path["g"])
+        y0 = jnp.concatenate([path["y"] + w * (path["y_hi"] - path["y"]), g0[None]])
         sol = optx.root_find(
             _boundary_residual, optx.Newton(rtol, atol), y0, args=(p, nonzero),
             max_steps=max_steps, throw=False,
         )
-        ok = (start.result == RESULTS.successful) & (sol.result == optx.RESULTS.successful)
-        ok = ok & jnp.all(jnp.isfinite(sol.value)) & (sol.value[R + 1] > 0)
+        g_c = sol.value[R + 1]
+        crossed = path["code"] == 0
+        ok = crossed & (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
+        # The root must be this crossing, not another one Newton wandered to.
+        width = path["g_hi"] - path["g"]
+        ok = ok & (g_c >= path["g"] - width) & (g_c <= path["g_hi"] + width)
+        nan = jnp.asarray(jnp.nan, g_c.dtype)
+        code = jnp.where(ok, 0, jnp.where(path["code"] == 2, 2, 1))
         return BoundarySolution(
-            value=jnp.where(ok, sol.value[R + 1], jnp.nan),
-            kappa=sol.value[:R],
-            delta0=stats(p, sol.value[:R]).L[0] + sol.value[R],
-            result=RESULTS.where(ok, RESULTS.successful, RESULTS.static_not_converged),
+            value=jnp.where(ok, g_c, nan),
+            kappa=jnp.where(ok, sol.value[:R], nan),
+            delta0=jnp.where(ok, stats(p, sol.value[:R]).L[0] + sol.value[R], nan),
+            result=RESULTS.where(
+                code == 0,
+                RESULTS.successful,
+                RESULTS.where(code == 2, RESULTS.no_onset, RESULTS.static_not_converged),
+            ),
         )
 
     out = map_points(one, point, batch)
