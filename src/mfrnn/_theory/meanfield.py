@@ -620,6 +620,19 @@ def check_common(ensemble, rtol, atol, max_steps):
     return rtol, atol
 
 
+def check_point_on_host(p: Point) -> None:
+    """`check_point` for concrete points, before any compiled stage: a program with the
+    checks' host callbacks cannot enter the persistent compilation cache."""
+    for name, value, bad in (
+        ("g", p.g, lambda a: ~np.isfinite(a) | (a < 0)),
+        ("mean(s)", p.means, lambda a: ~np.isfinite(a)),
+        ("inputs", p.inputs, lambda a: ~np.isfinite(a)),
+    ):
+        if np.any(bad(np.asarray(value))):
+            extra = " and non-negative" if name == "g" else ""
+            raise ValueError(f"`{name}` must be finite{extra}.")
+
+
 def check_point(p: Point) -> Point:
     g = eqx.error_if(p.g, ~jnp.isfinite(p.g) | (p.g < 0), "`g` must be finite and non-negative.")
     means = eqx.error_if(p.means, ~jnp.isfinite(p.means), "`mean(s)` must be finite.")

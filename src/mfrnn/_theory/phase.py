@@ -31,6 +31,7 @@ from .dmft import solve_dmft
 from .meanfield import (
     check_common,
     check_point,
+    check_point_on_host,
     default_guesses,
     kappa_scale,
     LowRankSolution,
@@ -116,7 +117,6 @@ def _fixed_stage(p: Point, hint, rtol, atol, max_steps) -> _FixedStage:
     third and a tenth of it (Newton from a guess far outside a small branch diverges).
     A nonzero `hint` (a converged neighbour's branch, on a retry) replaces the first
     pair at a third."""
-    p = check_point(p)
     guesses = default_guesses(p, "fixed_point")
     third = guesses[1:] / 3.0
     third = third.at[0].set(jnp.where(jnp.any(hint != 0), hint, third[0]))
@@ -147,7 +147,7 @@ def _fixed_stage(p: Point, hint, rtol, atol, max_steps) -> _FixedStage:
 
 
 def _zero_chaos_stage(p: Point, rtol, atol, max_steps):
-    return solve_zero_chaos(check_point(p), rtol, atol, max_steps)
+    return solve_zero_chaos(p, rtol, atol, max_steps)
 
 
 def _zero_chaos_state_stage(p: Point, d_inf, q, ok) -> LowRankSolution:
@@ -161,7 +161,6 @@ def _chaos_stage(
     continues past g_C, or a converged neighbour's kappa on a retry, with its
     (delta_inf, q) as `start`; where `hint` is 0, the first axis guess) and, from rank
     two, from +kappa along each latent axis."""
-    p = check_point(p)
     ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
     hint = jnp.where(jnp.all(jnp.isfinite(hint)) & jnp.any(hint != 0), hint, ks[0])
     nan = jnp.full((2,), jnp.nan, start.dtype)
@@ -357,6 +356,7 @@ def phase_diagram(
         point,
         tuple(np.asarray(a).reshape((size,) + a.shape[len(batch) :]) for a in point_arrays(point)),
     )
+    check_point_on_host(flat)  # stages carry no checks: they stay cacheable
     n_dev = jax.device_count() if shard else 1
     settings = (rtol, atol, max_steps)
     everything = np.arange(size)
