@@ -433,6 +433,11 @@ def newton(fn, y0, args, rtol, atol, max_steps, linear_solver=None):
     return optx.root_find(fn, solver, y0, args=args, max_steps=max_steps, throw=False)
 
 
+# Newton steps from a guess without the trust region: enough for the slow (linear)
+# convergence near g = 1, where Delta0 -> 0 is a degenerate root; 8 failed there.
+QUICK_NEWTON_STEPS = 12
+
+
 def solve_fixed_point(
     p: Point, kappa0, rtol, atol, max_steps, robust: bool = True
 ) -> LowRankSolution:
@@ -447,7 +452,7 @@ def solve_fixed_point(
         # root can lie far from the true one at large variance
         y0 = trust_region(static_residual, y0, (p, nonzero), static_linear_solver(p))
     else:  # Newton converges in a few steps or not at all; the caller retries robustly
-        max_steps = min(max_steps, 12)
+        max_steps = min(max_steps, QUICK_NEWTON_STEPS)
     sol = newton(
         static_residual, y0, (p, nonzero), rtol, atol, max_steps, static_linear_solver(p)
     )
@@ -578,23 +583,23 @@ def solve_chaos(
 
 
 def solve_zero_chaos(p: Point, rtol, atol, max_steps):
-    """(D_inf, q, ok) of the chaotic state with kappa = 0, for points where kappa = 0
-    solves its equation exactly (the caller checks): two unknowns instead of R + 2."""
+    """(D_inf, q, residual, ok) of the chaotic state with kappa = 0, for points where
+    kappa = 0 solves its equation exactly (the caller checks): two unknowns instead of
+    R + 2, and kappa's residual is 0."""
     kappa0 = jnp.zeros(p.rank, p.means.dtype)
     d_inf0, log_q0 = chaos_guess(p, kappa0)
     sol = newton(zero_chaos_residual, jnp.stack([d_inf0, log_q0]), p, rtol, atol, max_steps)
     d_inf, q = sol.value[0], jnp.exp(sol.value[1])
+    residual = jnp.max(jnp.abs(zero_chaos_residual(sol.value, p)))
     ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
-    return d_inf, q, ok & (d_inf >= -atol) & (q > 1e-10 * (1.0 + jnp.abs(d_inf)))
+    return d_inf, q, residual, ok & (d_inf >= -atol) & (q > 1e-10 * (1.0 + jnp.abs(d_inf)))
 
 
-def zero_chaos_solution(p: Point, d_inf, q, ok) -> LowRankSolution:
+def zero_chaos_solution(p: Point, d_inf, q, residual, ok) -> LowRankSolution:
     """The kappa = 0 chaotic state of `p` from a `solve_zero_chaos` solution (possibly
-    solved at another point with the same random-field statistics)."""
+    solved at another point with the same random-field statistics, hence the same
+    residual)."""
     kappa = jnp.zeros(p.rank, p.means.dtype)
-    residual = jnp.max(jnp.abs(chaos_residual(
-        jnp.concatenate([kappa, jnp.stack([d_inf, jnp.log(q)])]), (p, jnp.asarray(False))
-    )))
     return _chaos_solution(p, kappa, d_inf, q, residual, ok)
 
 

@@ -150,8 +150,8 @@ def _zero_chaos_stage(p: Point, rtol, atol, max_steps):
     return solve_zero_chaos(p, rtol, atol, max_steps)
 
 
-def _zero_chaos_state_stage(p: Point, d_inf, q, ok) -> LowRankSolution:
-    return zero_chaos_solution(p, d_inf, q, ok)
+def _zero_chaos_state_stage(p: Point, d_inf, q, residual, ok) -> LowRankSolution:
+    return zero_chaos_solution(p, d_inf, q, residual, ok)
 
 
 def _chaos_stage(
@@ -163,6 +163,7 @@ def _chaos_stage(
     two, from +kappa along each latent axis."""
     ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
     hint = jnp.where(jnp.all(jnp.isfinite(hint)) & jnp.any(hint != 0), hint, ks[0])
+    steps = min(max_steps, _CHAOS_STEPS)
     nan = jnp.full((2,), jnp.nan, start.dtype)
     if p.rank == 1:
         ks, starts = hint[None], start[None]
@@ -170,7 +171,7 @@ def _chaos_stage(
         ks = jnp.concatenate([ks, hint[None]])
         starts = jnp.concatenate([jnp.broadcast_to(nan, (p.rank, 2)), start[None]])
     sol = jax.vmap(
-        lambda k, s: solve_chaos(p, k, rtol, atol, max_steps, False, (s[0], s[1]))
+        lambda k, s: solve_chaos(p, k, rtol, atol, steps, False, (s[0], s[1]))
     )(ks, starts)
     return sol, _tolerance(p)
 
@@ -280,6 +281,9 @@ def _patch(first, index, part):
 
 # Retries: rounds with the nearest converged grid neighbours' solutions as guesses.
 _RETRY_ROUNDS = 2
+# Newton steps of a chaotic solve. Most converge in 4-8; a chunk waits for its slowest
+# point, and the few that need more converge from a neighbour's state (retry) if at all.
+_CHAOS_STEPS = 16
 
 
 def _neighbours(batch, index, usable, round_: int):
@@ -431,8 +435,8 @@ def phase_diagram(
             keys[shared], axis=0, return_index=True, return_inverse=True
         )
         inverse = inverse.reshape(-1)
-        d_inf, q, ok = _run(_zero_chaos_stage, flat, shared[first], settings=settings, n_dev=n_dev)
-        extra = (d_inf[inverse], q[inverse], ok[inverse])
+        zero = _run(_zero_chaos_stage, flat, shared[first], settings=settings, n_dev=n_dev)
+        extra = tuple(x[inverse] for x in zero)
         sol = _run(_zero_chaos_state_stage, flat, shared, extra=extra, n_dev=n_dev)
         store(shared, sol, sol.result._value == 0)
     own = np.nonzero(need & ~zero_root)[0]
