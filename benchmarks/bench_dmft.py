@@ -11,7 +11,7 @@ Work (issue #3): Delta0 and lambda_max for `--n-g` values of g in [1.05, 5], tan
   tau(Delta) by the cumulative trapezoid rule on 400 + 400 points (sqrt substitution at
   the top, log spacing at the bottom), a cubic spline of the potential in tau, and the
   lowest eigenvalue of the finite-difference Hamiltonian (Neumann at 0) by
-  `scipy.linalg.eigh_tridiagonal` (the recipe of THEORY.md pitfall 10).
+  `scipy.linalg.eigh_tridiagonal` (the recipe in docs/theory/pitfalls.md).
 Also the cost of `jax.grad` of lambda_max and tau_half (summed over the grid) relative
 to the forward solve. Accuracies are max deviations from mfrnn's default quadrature.
 """

@@ -176,3 +176,21 @@ def test_dmft_json_matches_the_library(capsys, monkeypatch):
     assert res["lyapunov"] == pytest.approx(float(lyap.lyapunov), rel=1e-12)
     assert res["tau_half"] == pytest.approx(float(ac.tau_half), rel=1e-12)
     assert res["tail_rate"] == pytest.approx(float(ac.tail_rate), rel=1e-12)
+
+
+def test_one_point_commands_accept_a_grid(tmp_path, capsys):
+    # `dmft --g A:B:N`: one JSON object per point (as the scalar command prints), a
+    # plot of the quantities against g with --out.
+    points = _run(capsys, "dmft", "--g", "0.5:2:2", "--json", "--out", str(tmp_path))
+    assert [p["g"] for p in points] == [0.5, 2.0]
+    assert [p["regime"] for p in points] == ["quiescent", "chaotic"]
+    assert points[1]["delta0"] == pytest.approx(1.92480541374, rel=1e-9)
+    assert (tmp_path / "dmft_g.png").stat().st_size > 0
+    assert json.loads((tmp_path / "dmft_g.json").read_text()) == points
+    onset = _run(capsys, "onset", "--bias", "0:0.3:3", "--json", "--out", str(tmp_path))
+    assert len(onset) == 3 and onset[0]["g_c"] == pytest.approx(1.0, abs=1e-10)
+    assert onset[2]["bias"] == 0.3 and onset[2]["g_c"] > onset[1]["g_c"] > 1.0
+    assert (tmp_path / "onset_bias.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        main(["dmft", "--g", "1:2:3", "--bias", "0:1:2"])
+    assert "one argument at a time" in capsys.readouterr().err

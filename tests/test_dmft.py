@@ -53,7 +53,7 @@ def test_delta0_against_scipy_energy_condition(g):
     assert int(sol.regime) == mfrnn.REGIME_NAMES.index("chaotic")
     np.testing.assert_allclose(sol.delta0, _scipy_delta0(g), rtol=1e-10)
     assert abs(float(sol.delta_inf)) < 1e-10
-    # Consistency conditions of THEORY.md 1.1: V'(Delta0) > 0 and V''(0) < 0.
+    # Consistency conditions (docs/theory/dmft.md): V'(Delta0) > 0 and V''(0) < 0.
     phi = mfrnn.Tanh()
     assert g**2 * float(phi.gaussian_second_moment(0.0, sol.delta0)) - float(sol.delta0) > 0
     assert 1 - g**2 * float(phi.gaussian_mean(0.0, sol.delta0, "dphi")) ** 2 > 0

@@ -106,7 +106,7 @@ def test_profile_tau_half_and_tail_against_closed_form():
 
 def test_profile_against_short_shooting():
     # Shooting Delta'' = -V'(Delta) from rest is reliable only up to ~2 tau_half
-    # (THEORY.md pitfall 11); there it must agree.
+    # (docs/theory/pitfalls.md); there it must agree.
     g, s = 2.5, 0.0
     ens = mfrnn.GaussianEnsemble(g, 0.0, s, phi=mfrnn.Erf())
     ac = mfrnn.dmft_autocorrelation(ens)
@@ -151,7 +151,7 @@ def test_lyapunov_across_g_and_regimes():
     np.testing.assert_allclose(lam[0], -0.5, rtol=1e-12)  # -1 + g at the quiescent point
     assert np.all(lam[1:] > 0) and np.all(np.diff(lam) > 0)
     assert np.all(np.abs(np.asarray(lyap.e1[1:])) < 1e-7 * np.abs(np.asarray(lyap.e0[1:])))
-    # Near onset lambda ~ 0.4 (g - 1)^2 (THEORY.md 1.1, approximate).
+    # Near onset lambda ~ 0.4 (g - 1)^2 (docs/theory/dmft.md, approximate).
     assert 0.3 < lam[1] / 0.01 < 0.6
     # Static input: chaotic branch with Delta_inf > 0.
     inp = mfrnn.dmft_lyapunov(mfrnn.GaussianEnsemble(2.5, 0.3, 0.5))

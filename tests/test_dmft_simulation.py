@@ -48,7 +48,7 @@ def test_lyapunov_estimator_on_linear_network():
 
 
 # N >= 2000 and three networks per point; N = 3000 at g = 2, where the finite-size bias
-# of lambda_max is about -11 % at N = 2000 and -6 % at N = 3000 (THEORY.md pitfall 15).
+# of lambda_max is about -11 % at N = 2000 and -6 % at N = 3000 (docs/theory/pitfalls.md).
 @pytest.mark.parametrize("g,n", [(2.0, 3000), (3.0, 2000)])
 def test_theory_against_sampled_networks(g, n):
     ens = mfrnn.GaussianEnsemble(g)

@@ -21,7 +21,7 @@ def test_gaussian_statistics(getkey):
     np.testing.assert_allclose(np.mean(net.bias), 0.3, atol=4 * 0.5 / np.sqrt(n))
     np.testing.assert_allclose(np.std(net.bias), 0.5, rtol=0.1)
     eig = _eigs(net)
-    # Circular law of radius g: a quarter of the eigenvalues inside g / 2 (THEORY.md 20).
+    # Circular law of radius g: a quarter of the eigenvalues inside g / 2 (docs/theory/pitfalls.md)
     np.testing.assert_allclose(np.mean(np.abs(eig) < g / 2), 0.25, atol=0.03)
     assert abs(np.max(np.abs(eig)) / g - 1) < 3 / np.sqrt(n) * 2
 

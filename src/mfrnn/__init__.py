@@ -56,6 +56,7 @@ from ._ensembles import (
     MixtureEnsemble as MixtureEnsemble,
     RandomModeEnsemble as RandomModeEnsemble,
 )
+from ._grid_labels import grid_labels as grid_labels
 from ._misc import to_dtype as to_dtype
 from ._networks import (
     AbstractRateNetwork as AbstractRateNetwork,
@@ -83,7 +84,13 @@ from ._solution import (
     DMFTSolution as DMFTSolution,
     OnsetSolution as OnsetSolution,
     REGIME_NAMES as REGIME_NAMES,
+    result_codes as result_codes,
+    result_messages as result_messages,
+    RESULT_NAMES as RESULT_NAMES,
+    result_names as result_names,
     RESULTS as RESULTS,
+    solution_at as solution_at,
+    summary_repr as summary_repr,
 )
 from ._tasks import (
     AbstractTask as AbstractTask,
@@ -99,6 +106,7 @@ from ._tasks import (
     SetResetFlipFlop as SetResetFlipFlop,
     SineWave as SineWave,
     task_from_spec as task_from_spec,
+    task_arguments as task_arguments,
     TASK_NAMES as TASK_NAMES,
     TimeReproduction as TimeReproduction,
 )

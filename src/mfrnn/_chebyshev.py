@@ -1,7 +1,7 @@
 """Chebyshev-Lobatto interpolation and integration on [0, 1] (spectral accuracy for
 smooth functions), used for the DMFT autocorrelation profile and the Schroedinger
 potential: computing them at a few nodes exactly and interpolating spectrally avoids
-the interpolation errors of THEORY.md pitfall 10."""
+the interpolation errors described in docs/theory/pitfalls.md."""
 
 import functools as ft
 

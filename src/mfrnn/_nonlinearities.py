@@ -1,6 +1,6 @@
-"""Nonlinearities phi and their Gaussian averages.
+"""Nonlinearities phi and their Gaussian averages (docs/theory/nonlinearities.md).
 
-Notation (THEORY.md): `<f>_{mu, delta} = E f(mu + sqrt(delta) z)`, z ~ N(0, 1), and
+Notation: `<f>_{mu, delta} = E f(mu + sqrt(delta) z)`, z ~ N(0, 1), and
 `[f]_{mu; delta0, delta} = E f(a) f(b)` for (a, b) jointly Gaussian with means mu,
 variances delta0 and covariance delta (|delta| <= delta0).
 """

@@ -152,9 +152,12 @@ def _simulate(args) -> dict:
 
 def _add_theory_arguments(p) -> None:
     p.add_argument("--phi", default="tanh", help="tanh | erf | relu | linear | shifted-tanh")
-    p.add_argument("--bias", type=float, default=0.0, help="uniform bias b")
-    p.add_argument("--input-std", type=float, default=0.0, help="quenched input std s_I")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--bias", type=_value_or_grid, default=0.0,
+                   help="uniform bias b (or a grid A:B:N)")
+    p.add_argument("--input-std", type=_value_or_grid, default=0.0,
+                   help="quenched input std s_I (or a grid A:B:N)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object on stdout (a list over a grid)")
 
 
 def _add_dmft(sub) -> None:
@@ -163,16 +166,20 @@ def _add_dmft(sub) -> None:
         help="DMFT of a random network: Delta0, Delta_inf, regime, Lyapunov exponent",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--g", type=float, required=True, help="random gain (J_ij ~ N(0, g^2/N))")
+    p.add_argument("--g", type=_value_or_grid, required=True,
+                   help="random gain (J_ij ~ N(0, g^2/N)), or a grid A:B:N to sweep")
     _add_theory_arguments(p)
-    p.add_argument("--plot", action="store_true", help="write autocorrelation.png")
+    p.add_argument("--plot", action="store_true",
+                   help="write autocorrelation.png (over a grid: the sweep's plot)")
     p.add_argument(
         "--simulate", type=_positive_int, default=None, metavar="N",
         help="with --plot: overlay the autocorrelation of a sampled network of N units",
     )
     p.add_argument("--t1", type=float, default=250.0, help="simulated time (with --simulate)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/dmft", help="output folder (with --plot)")
+    p.add_argument("--out", default=None,
+                   help="output folder (with --plot; default runs/dmft); over a grid, "
+                   "writes the sweep's plot and JSON")
     p.set_defaults(func=_dmft)
 
 
@@ -183,6 +190,8 @@ def _add_onset(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_theory_arguments(p)
+    p.add_argument("--out", default=None,
+                   help="write onset.json here (over a grid: also the sweep's plot)")
     p.set_defaults(func=_onset)
 
 
@@ -196,21 +205,29 @@ def _dmft_program():
     for every value, and kept across runs by the persistent compilation cache)."""
     global _DMFT_PROGRAM
     if _DMFT_PROGRAM is None:
+        import functools as ft
+
         import equinox as eqx
+        import jax
         import jax.numpy as jnp
 
         import mfrnn
 
+        def tail_rate(phi, g, bias, delta0, delta_inf, regime):
+            # As Autocorrelation.tail_rate: sqrt(1 - g^2 [phi']_{Delta0, Delta_inf}).
+            dphi = phi.gaussian_correlation(bias, delta0, delta_inf, "dphi")
+            chaotic = regime == mfrnn.REGIME_NAMES.index("chaotic")
+            k2 = 1.0 - g**2 * dphi
+            return jnp.where(chaotic, jnp.sqrt(jnp.maximum(k2, 0.0)), jnp.nan)
+
         @eqx.filter_jit
         def program(ensemble, sol):
             lyap = mfrnn.dmft_lyapunov(ensemble, sol, throw=False)
-            # As Autocorrelation.tail_rate: sqrt(1 - g^2 [phi']_{Delta0, Delta_inf}).
-            dphi = ensemble.phi.gaussian_correlation(
-                ensemble.bias, sol.delta0, sol.delta_inf, "dphi"
-            )
-            chaotic = sol.regime == mfrnn.REGIME_NAMES.index("chaotic")
-            k2 = 1.0 - ensemble.g**2 * dphi
-            return lyap, jnp.where(chaotic, jnp.sqrt(jnp.maximum(k2, 0.0)), jnp.nan)
+            g, bias = (jnp.broadcast_to(x, sol.delta0.shape) for x in (ensemble.g, ensemble.bias))
+            fn = ft.partial(tail_rate, ensemble.phi)
+            for _ in range(sol.delta0.ndim):  # one point at a time over a grid
+                fn = jax.vmap(fn)
+            return lyap, fn(g, bias, sol.delta0, sol.delta_inf, sol.regime)
 
         _DMFT_PROGRAM = program
     return _DMFT_PROGRAM
@@ -219,29 +236,15 @@ def _dmft_program():
 _DMFT_PROGRAM = None
 
 
-def _dmft(args) -> dict:
-    jax, mfrnn = _theory_setup(args)
-    if args.g < 0:
-        raise ValueError(f"`--g` must be non-negative, got {args.g}.")
-    if args.input_std < 0:
-        raise ValueError(f"`--input-std` must be non-negative, got {args.input_std}.")
-    if args.simulate is not None and not args.plot:
-        raise ValueError("`--simulate` overlays a simulation on the plot: add `--plot`.")
-    ensemble = mfrnn.GaussianEnsemble(
-        args.g, args.bias, args.input_std, phi=mfrnn.nonlinearity(args.phi)
-    )
-    start = time.perf_counter()
-    # solve_dmft on concrete values (its smallest program), then one program for the
-    # rest; one transfer of every result to the host.
-    sol = mfrnn.solve_dmft(ensemble, throw=False)
-    sol, (lyap, tail_rate) = jax.device_get((sol, _dmft_program()(ensemble, sol)))
+def _dmft_record(args, mfrnn, values, sol, lyap, tail_rate) -> dict:
+    """One point's JSON object, from that point's solutions (on the host)."""
     converged = bool(lyap.result == mfrnn.RESULTS.successful)
-    result = {
+    return {
         "command": "dmft",
-        "g": args.g,
+        "g": values["g"],
         "phi": args.phi,
-        "bias": args.bias,
-        "input_std": args.input_std,
+        "bias": values["bias"],
+        "input_std": values["input_std"],
         "delta0": _float_or_none(sol.delta0),
         "delta_inf": _float_or_none(sol.delta_inf),
         "regime": (
@@ -256,6 +259,49 @@ def _dmft(args) -> dict:
         "zero_mode_check_e1": _float_or_none(lyap.e1),
         "converged": converged,
         "message": "" if converged else mfrnn.RESULTS[lyap.result],
+    }
+
+
+def _dmft(args) -> dict:
+    jax, mfrnn = _theory_setup(args)
+    if _lowest(args.g) < 0:
+        raise ValueError(f"`--g` must be non-negative, got {_shown(args.g)}.")
+    if _lowest(args.input_std) < 0:
+        raise ValueError(f"`--input-std` must be non-negative, got {_shown(args.input_std)}.")
+    if args.simulate is not None and not args.plot:
+        raise ValueError("`--simulate` overlays a simulation on the plot: add `--plot`.")
+    values = {"g": args.g, "bias": args.bias, "input_std": args.input_std}
+    sweep = _sweep(args, tuple(values))
+    if sweep is not None and args.simulate is not None:
+        raise ValueError(f"`--simulate` takes one point; `--{sweep[0].replace('_', '-')}` "
+                         "is a grid.")
+    if sweep is not None:
+        values[sweep[0]] = sweep[1]
+    ensemble = mfrnn.GaussianEnsemble(
+        values["g"], values["bias"], values["input_std"], phi=mfrnn.nonlinearity(args.phi)
+    )
+    start = time.perf_counter()
+    # solve_dmft on concrete values (its smallest program), then one program for the
+    # rest; one transfer of every result to the host. Over a grid, both are vmapped.
+    sol = mfrnn.solve_dmft(ensemble, throw=False)
+    sol, (lyap, tail_rate) = jax.device_get((sol, _dmft_program()(ensemble, sol)))
+    if sweep is not None:
+        name, axis = sweep
+        points = [
+            _dmft_record(args, mfrnn, {**values, name: float(x)}, mfrnn.solution_at(sol, i),
+                         mfrnn.solution_at(lyap, i), tail_rate[i])
+            for i, x in enumerate(axis)
+        ]
+        out = args.out if args.out is not None or not args.plot else "runs/dmft"
+        return _sweep_result(
+            mfrnn, "dmft", name, axis, points, out,
+            ("delta0", "delta_inf", "lyapunov", "tau_half", "bulk_radius", "regime"),
+            {"regime": mfrnn.REGIME_NAMES},
+            f"DMFT, phi = {args.phi}" + "".join(
+                f", {k} = {v}" for k, v in values.items() if k != name),
+        )
+    result = {
+        **_dmft_record(args, mfrnn, values, sol, lyap, tail_rate),
         "seconds": time.perf_counter() - start,
     }
     if not args.plot:
@@ -290,7 +336,7 @@ def _dmft(args) -> dict:
         }
     import mfrnn.plotting
 
-    out = pathlib.Path(args.out)
+    out = pathlib.Path(args.out if args.out is not None else "runs/dmft")
     out.mkdir(parents=True, exist_ok=True)
     fig = mfrnn.plotting.plot_autocorrelation(
         lags,
@@ -305,22 +351,105 @@ def _dmft(args) -> dict:
     return result
 
 
-def _onset(args) -> dict:
-    jax, mfrnn = _theory_setup(args)
-    if args.input_std < 0:
-        raise ValueError(f"`--input-std` must be non-negative, got {args.input_std}.")
-    sol = mfrnn.chaos_onset(mfrnn.nonlinearity(args.phi), args.bias, args.input_std, throw=False)
-    sol = jax.device_get(sol)
+def _onset_record(args, mfrnn, values, sol) -> dict:
     converged = bool(sol.result == mfrnn.RESULTS.successful)
     return {
         "command": "onset",
         "phi": args.phi,
-        "bias": args.bias,
-        "input_std": args.input_std,
+        "bias": values["bias"],
+        "input_std": values["input_std"],
         "g_c": _float_or_none(sol.g_c) if converged else None,
         "delta0_at_onset": _float_or_none(sol.delta0) if converged else None,
         "converged": converged,
     }
+
+
+def _onset(args) -> dict:
+    jax, mfrnn = _theory_setup(args)
+    if _lowest(args.input_std) < 0:
+        raise ValueError(f"`--input-std` must be non-negative, got {_shown(args.input_std)}.")
+    values = {"bias": args.bias, "input_std": args.input_std}
+    sweep = _sweep(args, tuple(values))
+    if sweep is not None:
+        values[sweep[0]] = sweep[1]
+    sol = mfrnn.chaos_onset(
+        mfrnn.nonlinearity(args.phi), values["bias"], values["input_std"], throw=False
+    )
+    sol = jax.device_get(sol)
+    if sweep is not None:
+        name, axis = sweep
+        points = [
+            _onset_record(args, mfrnn, {**values, name: float(x)}, mfrnn.solution_at(sol, i))
+            for i, x in enumerate(axis)
+        ]
+        return _sweep_result(
+            mfrnn, "onset", name, axis, points, args.out, ("g_c", "delta0_at_onset"), {},
+            f"chaos onset, phi = {args.phi}" + "".join(
+                f", {k} = {v}" for k, v in values.items() if k != name),
+        )
+    result = _onset_record(args, mfrnn, values, sol)
+    if args.out is not None:
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "onset.json").write_text(json.dumps(result, indent=2))
+        result["files"] = [str(out / "onset.json")]
+    return result
+
+
+def _value_or_grid(text: str) -> float | tuple[float, float, int]:
+    """A number, or a grid A:B:N to sweep (as `mfrnn phase --g 0.1:3:40`)."""
+    if ":" in text:
+        return _grid(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or a grid A:B:N, got {text!r}") from None
+
+
+def _lowest(value) -> float:
+    return value[0] if isinstance(value, tuple) else value
+
+
+def _shown(value) -> str:
+    return ":".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value}"
+
+
+def _sweep(args, names):
+    """`(name, values)` of the one argument of `names` given as a grid, else None."""
+    import numpy as np
+
+    grids = [name for name in names if isinstance(getattr(args, name), tuple)]
+    if len(grids) > 1:
+        flags = ", ".join(f"`--{name.replace('_', '-')}`" for name in grids)
+        raise ValueError(f"Sweep one argument at a time; got grids for {flags}.")
+    return (grids[0], np.linspace(*getattr(args, grids[0]))) if grids else None
+
+
+def _sweep_result(mfrnn, command, name, axis, points, out, quantities, categories,
+                  title) -> dict:
+    """A sweep's points (printed as a JSON list) and, with `out`, its plot of
+    `quantities` against the swept argument and its JSON."""
+    result = {"sweep": points}
+    if out is None:
+        return result
+    import matplotlib.pyplot as plt
+
+    import mfrnn.plotting
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig = mfrnn.plotting.plot_sweep(
+        axis, {q: [p[q] for p in points] for q in quantities},
+        converged=[p["converged"] for p in points], categories=categories,
+        xlabel=name, title=title,
+    )
+    stem = f"{command}_{name}"
+    fig.savefig(out / f"{stem}.png", dpi=120)
+    plt.close(fig)
+    (out / f"{stem}.json").write_text(json.dumps(points, indent=2))
+    result["files"] = [str(out / f"{stem}.png"), str(out / f"{stem}.json")]
+    return result
 
 
 def _grid(text: str) -> tuple[float, float, int]:
@@ -349,10 +478,14 @@ def _add_lowrank(sub) -> None:
         help="mean-field phase and order parameters of a rank-one + random ensemble",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--g", type=float, required=True, help="random gain")
-    p.add_argument("--sigma-mn", type=float, required=True, help="cov(m, n)")
+    p.add_argument("--g", type=_value_or_grid, required=True,
+                   help="random gain, or a grid A:B:N to sweep")
+    p.add_argument("--sigma-mn", type=_value_or_grid, required=True,
+                   help="cov(m, n), or a grid A:B:N to sweep")
     p.add_argument("--order", type=_positive_int, default=301, help="quadrature nodes")
     _add_lowrank_arguments(p)
+    p.add_argument("--out", default=None,
+                   help="write lowrank.json here (over a grid: also the sweep's plot)")
     p.set_defaults(func=_lowrank)
 
 
@@ -405,18 +538,13 @@ def _theory_setup(args):
     return jax, mfrnn
 
 
-def _lowrank(args) -> dict:
-    jax, mfrnn = _theory_setup(args)
-    if args.g < 0:
-        raise ValueError(f"`--g` must be non-negative, got {args.g}.")
-    start = time.perf_counter()
-    pd = mfrnn.phase_diagram(_lowrank_ensemble(args, mfrnn, args.g, args.sigma_mn, args.order))
-    pd = jax.device_get(pd)  # one transfer; what follows is numpy
+def _lowrank_record(args, mfrnn, values, pd) -> dict:
+    """One point's JSON object, from that point's PhaseDiagram (on the host)."""
     ok = bool(pd.success)
     return {
         "command": "lowrank",
-        "g": args.g,
-        "sigma_mn": args.sigma_mn,
+        "g": values["g"],
+        "sigma_mn": values["sigma_mn"],
         "sigma_m": args.sigma_m,
         "sigma_n": args.sigma_n,
         "mean_m": args.mean_m,
@@ -430,8 +558,43 @@ def _lowrank(args) -> dict:
         "outlier": _float_or_none(pd.outlier),
         "converged": ok,
         "message": "" if ok else mfrnn.RESULTS[pd.result],
-        "seconds": time.perf_counter() - start,
     }
+
+
+def _lowrank(args) -> dict:
+    jax, mfrnn = _theory_setup(args)
+    if _lowest(args.g) < 0:
+        raise ValueError(f"`--g` must be non-negative, got {_shown(args.g)}.")
+    values = {"g": args.g, "sigma_mn": args.sigma_mn}
+    sweep = _sweep(args, tuple(values))
+    if sweep is not None:
+        values[sweep[0]] = sweep[1]
+    start = time.perf_counter()
+    ensemble = _lowrank_ensemble(args, mfrnn, values["g"], values["sigma_mn"], args.order)
+    pd = jax.device_get(mfrnn.phase_diagram(ensemble))  # one transfer; then numpy
+    if sweep is not None:
+        name, axis = sweep
+        points = [
+            _lowrank_record(args, mfrnn, {**values, name: float(x)}, mfrnn.solution_at(pd, i))
+            for i, x in enumerate(axis)
+        ]
+        fixed = {k: v for k, v in values.items() if k != name}
+        fixed.update(sigma_m=args.sigma_m, sigma_n=args.sigma_n, mean_m=args.mean_m,
+                     mean_n=args.mean_n)
+        return _sweep_result(
+            mfrnn, "lowrank", name, axis, points, args.out,
+            ("kappa", "delta0", "delta_inf", "bulk_radius", "outlier", "regime"),
+            {"regime": mfrnn.PHASE_NAMES},
+            f"rank one + random, phi = {args.phi}\n"
+            + ", ".join(f"{k} = {v:g}" for k, v in fixed.items()),
+        )
+    result = {**_lowrank_record(args, mfrnn, values, pd), "seconds": time.perf_counter() - start}
+    if args.out is not None:
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "lowrank.json").write_text(json.dumps(result, indent=2))
+        result["files"] = [str(out / "lowrank.json")]
+    return result
 
 
 def _phase(args) -> dict:
@@ -475,8 +638,10 @@ def _phase(args) -> dict:
         boundary_chaos_g=chaos_g,
     )
     np.savez(out / "phase.npz", **arrays)
+    xlabel, ylabel = mfrnn.grid_labels(ens)
     fig = mfrnn.plotting.plot_phase_diagram(
         g_axis, s_axis, phase, np.asarray(pd.success), mfrnn.PHASE_NAMES,
+        xlabel=xlabel, ylabel=ylabel,
         boundaries=[
             ("kappa = 0 unstable (pitchfork, g_BB)", g_fine, kappa_line),
             ("fixed point -> chaos", chaos_g, s_fine),
@@ -594,7 +759,7 @@ def _dimension(args) -> dict:
     result["files"] = [str(out / "dimension.png"), str(out / "dimension.json")]
     return result
 
-# Published stopping criteria per task (TASKS.md): MSE tasks stop at a loss, decision
+# Published stopping criteria (docs/guide/tasks.md): MSE tasks stop at a loss, decision
 # tasks at an accuracy.
 _TRAIN_TARGETS = {
     "and": ("loss", 1e-3), "or": ("loss", 1e-3), "xor": ("loss", 1e-3), "not": ("loss", 1e-3),
@@ -602,17 +767,23 @@ _TRAIN_TARGETS = {
     "time_reproduction": ("loss", 1e-3), "oscillation": ("loss", 1e-3), "sine": ("loss", 5e-2),
     "perceptual_decision": ("accuracy", 0.85), "context_decision": ("accuracy", 0.9),
     "match_to_sample": ("accuracy", 0.9), "parametric_wm": ("accuracy", 0.85),
+    # The names the tasks' specs (and so metrics.json) carry.
+    "logic_gate": ("loss", 1e-3), "flipflop": ("loss", 9e-3),
 }
 
 
-def _task_argument(text: str) -> tuple[str, float | int]:
+def _task_argument(text: str) -> tuple[str, float | int | str]:
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key = key.replace("-", "_")
+    try:
+        number = float(value)
+    except ValueError:
+        return key, value  # a word, e.g. gate=and for the task logic_gate
     # Counts (n_turns, n_bits, n_slots, n_freqs, n_trials, seed) are integers.
     is_count = key.startswith("n_") or key == "seed"
-    return key, int(float(value)) if is_count else float(value)
+    return key, int(number) if is_count else number
 
 
 def _add_train(sub) -> None:
@@ -624,7 +795,8 @@ def _add_train(sub) -> None:
     p.add_argument("--task", required=True,
                    help="task name: and or xor not flipflop1 flipflop3 time_reproduction "
                    "oscillation sine perceptual_decision context_decision match_to_sample "
-                   "parametric_wm, or neurogym:<env id> (optional extra)")
+                   "parametric_wm (also the names metrics.json carries: logic_gate, "
+                   "flipflop), or neurogym:<env id> (optional extra)")
     p.add_argument("--n", type=_positive_int, default=128, help="number of units")
     p.add_argument("--rank", type=_positive_int, default=None, help="low-rank J = m n^T / N")
     p.add_argument("--dale", nargs="?", const="sign", default=None,
@@ -952,8 +1124,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.exit(2, f"mfrnn {args.command}: error: {error}\n")
     if args.json:
-        json.dump(result, sys.stdout)
+        json.dump(result.get("sweep", result), sys.stdout)  # a sweep: one object a point
         sys.stdout.write("\n")
+    elif "sweep" in result:
+        keys = ("g_c", "kappa", "delta0", "delta_inf", "regime", "lyapunov", "tau_half",
+                "outlier", "converged")
+        for point in result["sweep"]:
+            print(", ".join(f"{key}: {point[key]}" for key in ("g", "sigma_mn", "bias",
+                  "input_std") + keys if key in point))
+        for path in result.get("files", []):
+            print(f"wrote {path}")
     else:
         keys = ("g_c", "kappa", "pr_phi", "pr_x", "delta0", "delta_inf", "regime", "lyapunov",
                 "tau_half", "outlier", "phase_counts", "failed_points", "seconds_with_compile", "step",

@@ -60,6 +60,43 @@ def plot_autocorrelation(
     return fig
 
 
+def plot_sweep(
+    x, quantities: dict, *, converged=None, categories=None, xlabel: str = "",
+    title: str | None = None,
+) -> Figure:
+    """Quantities against one swept parameter, one panel each, sharing the x axis.
+
+    **Arguments:** `x` (K,) the swept values; `quantities` maps a name to K values
+    (`None` or NaN where there is none); `converged` (K,) marks failed points with
+    crosses; `categories` maps a name of `quantities` whose values are names (e.g. the
+    regime) to the list of those names, drawn as a step plot with named ticks.
+    """
+    x = np.asarray(x, float)
+    categories = categories or {}
+    n = len(quantities)
+    fig, axes = plt.subplots(n, 1, figsize=(6, 1.6 + 1.4 * n), sharex=True, squeeze=False)
+    failed = None if converged is None else ~np.asarray(converged, bool)
+    for ax, (name, values) in zip(axes[:, 0], quantities.items()):
+        if name in categories:
+            names = list(categories[name])
+            y = np.array([np.nan if v is None else names.index(v) for v in values], float)
+            ax.step(x, y, where="mid", marker="o", ms=3)
+            ax.set_yticks(range(len(names)), names, fontsize=7)
+        else:
+            y = np.array([np.nan if v is None else v for v in values], float)
+            ax.plot(x, y, "o-", ms=3)
+        if failed is not None and failed.any():
+            ax.plot(x[failed], np.zeros(failed.sum()), "x", color="C3",
+                    transform=ax.get_xaxis_transform(), clip_on=False, label="not converged")
+            ax.legend(fontsize=7)
+        ax.set_ylabel(name)
+    axes[-1, 0].set_xlabel(xlabel)
+    if title:
+        axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 _PHASE_COLOURS = ("#d9d9d9", "#6baed6", "#fc9272", "#cb181d", "#74c476")
 
 
@@ -73,17 +110,18 @@ def plot_phase_diagram(
     boundaries=(),
     markers=None,
     title=None,
-    xlabel="g (random part)",
-    ylabel="sigma_mn (overlap)",
+    xlabel=None,
+    ylabel=None,
 ) -> Figure:
-    """Phase diagram over (g, sigma_mn): coloured regions with labels, failed cells
-    hatched grey, boundary curves and optional simulation markers.
+    """Phase diagram over a two-axis grid (e.g. g and sigma_mn): coloured regions with
+    labels, failed cells hatched grey, boundary curves and optional simulation markers.
 
-    **Arguments:** `g` (G,), `sigma_mn` (S,), `phase` and `success` (G, S), `names` the
-    phase names; `boundaries` a list of `(label, g_values, sigma_values)`; `markers` a
-    list of `(g, sigma_mn, phase)` measured in simulations (drawn in the phase colour);
-    `xlabel`, `ylabel` name the swept fields. Failed cells (label -1, named "failed")
-    are masked and marked with crosses.
+    **Arguments:** `g` (G,) and `sigma_mn` (S,) the values along the grid's two axes,
+    `phase` and `success` (G, S), `names` the phase names; `boundaries` a list of
+    `(label, x_values, y_values)`; `markers` a list of `(x, y, phase)` measured in
+    simulations (drawn in the phase colour); `xlabel`, `ylabel` name the swept fields,
+    e.g. `xlabel, ylabel = mfrnn.grid_labels(ensemble)` ("grid axis 0/1" if not
+    given). Failed cells (label -1, named "failed") are masked and marked with crosses.
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -111,8 +149,8 @@ def plot_phase_diagram(
     ax.legend(handles=handles + extra, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     ax.set_xlim(g[0], g[-1])
     ax.set_ylim(s[0], s[-1])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel("grid axis 0" if xlabel is None else xlabel)
+    ax.set_ylabel("grid axis 1" if ylabel is None else ylabel)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

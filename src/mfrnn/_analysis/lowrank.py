@@ -11,6 +11,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from .._ensembles import LowRankEnsemble, MixtureEnsemble
 from .._ensembles.base import is_zero
 from .._simulate import simulate_euler
+from .._solution import summary_repr
 from .._theory.phase import phase_diagram, PhaseDiagram
 
 
@@ -20,7 +21,7 @@ class LowRankComparison(eqx.Module):
     - `theory`: the point's [`mfrnn.PhaseDiagram`][] (phase, kappa, delta0, ...).
     - `kappa`: measured `n . phi(x) / N`, time-averaged, per network (networks, rank).
     - `sample_kappa`: at g = 0, the sample-exact kappa of each drawn network, the root
-      of `kappa = mean(n phi(b + m kappa + I u))` (THEORY.md pitfall 16); nan if g > 0.
+      of `kappa = mean(n phi(b + m kappa + I u))` (docs/theory/pitfalls.md); nan if g > 0.
     - `delta0`: variance of x about its population mean (over units and time), per
       network and population; `temporal_variance`: unit-averaged variance in time.
     """
@@ -30,6 +31,9 @@ class LowRankComparison(eqx.Module):
     sample_kappa: Float[Array, "networks rank"]
     delta0: Float[Array, "networks populations"]
     temporal_variance: Float[Array, "networks populations"]
+
+    def __repr__(self):
+        return summary_repr(self)
 
 
 def _sample_exact_kappa(net, inputs, kappa_start):

@@ -18,7 +18,7 @@ class EIEnsemble(AbstractEnsemble):
     `sqrt(frac_e std_e^2 + (1 - frac_e) std_i^2)`; with balanced means
     (`frac_e mean_e + (1 - frac_e) mean_i = 0`) set `zero_row_sum=True` to subtract each
     row's mean of the random part, which removes the O(1) escaping eigenvalues
-    (THEORY.md pitfall 19).
+    (docs/theory/pitfalls.md).
 
     Signs are not clipped: with large `std_c` some entries have the "wrong" sign, as in
     Rajan & Abbott's model.

@@ -9,7 +9,7 @@ from .base import AbstractEnsemble, check_nonempty, check_phi, check_size, rando
 
 
 class GaussianEnsemble(AbstractEnsemble):
-    """Random network `J_ij ~ N(0, g^2 / N)` (phi outside the gain, THEORY.md pitfall 1),
+    """Random network `J_ij ~ N(0, g^2 / N)` (phi outside the gain, docs/conventions.md),
     uniform bias `b` and quenched static input `I_i ~ N(0, input_std^2)`.
 
     ```python
@@ -56,7 +56,7 @@ class GaussianEnsemble(AbstractEnsemble):
 
     def sample(self, n: int, *, key: PRNGKeyArray, self_couplings: bool = True) -> DenseNetwork:
         """A [`mfrnn.DenseNetwork`][] of `n` units. `self_couplings=False` zeroes the
-        diagonal of J (an O(1/N) effect, THEORY.md pitfall 5)."""
+        diagonal of J (an O(1/N) effect, docs/theory/pitfalls.md)."""
         check_size(n)
         if self.g.ndim or self.bias.ndim or self.input_std.ndim:
             raise ValueError("`sample` needs a scalar ensemble; vmap over a batched one.")

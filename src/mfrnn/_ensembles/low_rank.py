@@ -34,7 +34,7 @@ class LowRankEnsemble(AbstractEnsemble):
 
     Each unit i draws its loadings `(m_1i..m_Ri, n_1i..n_Ri, I_1i..I_Si)` from one
     Gaussian with mean `mean` and covariance `cov` (size 2R + S). This covers both
-    conventions of THEORY.md 1.3: zero-mean loadings with covariance overlap sigma_mn
+    conventions of docs/theory/lowrank.md: zero-mean loadings with covariance overlap sigma_mn
     (Beiran / Dubreuil / Valente) and the Mastrogiuseppe-Ostojic mean overlap M_m M_n.
     Input vectors I_s become the columns of `W_in`. See `LowRankEnsemble.rank_one`.
     """

@@ -171,7 +171,7 @@ def check_numbers(task) -> None:
                 raise ValueError(f"`{f.name}` must be {kind}, got {value!r}.")
 
 
-# Loss weight of the decision period relative to fixation (neurogym recipe, TASKS.md 5):
+# Loss weight of the decision period relative to fixation (docs/guide/tasks.md):
 # the decision is a few steps of a long trial, and unweighted, "always output 0" wins.
 DECISION_WEIGHT = 5.0
 

@@ -2,7 +2,7 @@
 Shadlen 2002) and context-dependent decision making (Mante et al. 2013).
 
 Input 0 is the fixation input: 1 until the decision period starts, 0 after; its
-offset is the go cue (THEORY/TASKS: neurogym's ContextDecisionMaking lacks one). The
+offset is the go cue (docs/guide/tasks.md: neurogym's ContextDecisionMaking lacks one). The
 single output must stay at 0 while fixating and report the choice (+-1) in the
 decision period; both are scored. Correct: the sign of the mean output over the
 decision period equals the choice. Cross-entropy uses labels 0 (fixate), 1 (choice

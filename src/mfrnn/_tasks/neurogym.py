@@ -1,7 +1,7 @@
 """Adapter: a neurogym environment as a trial-aligned, padded pool of trials.
 
 Optional (`pip install mfrnn[neurogym]`, neurogym 2.2.0 installs beside jax without
-torch); neurogym is imported only here, when a pool is built. Follows TASKS.md section 5:
+torch); neurogym is imported only here, when a pool is built. See docs/guide/tasks.md:
 trials are generated host-side once (`env.new_trial()`, `env.ob`, `env.gt`), padded to
 the longest, masked (0 on padding, `decision_weight` in the decision period) and moved
 to the device; `sample` draws trials from the pool inside jit. `ngym.Dataset` is not
@@ -48,7 +48,7 @@ class NeurogymTask(AbstractTask):
 
     - Inputs: the env's observations. With `go_cue=True` the fixation observation is
       held at 1 until the decision period (neurogym's ContextDecisionMaking drops it
-      after the fixation period, so nothing says when to answer; TASKS.md).
+      after the fixation period, so nothing says when to answer; docs/guide/tasks.md).
     - Targets: one-hot action labels (`n_out` = number of actions) for MSE, or the
       labels themselves (`info["labels"]`) for cross-entropy.
     - Correct: argmax of the output at the last step of the trial equals the label

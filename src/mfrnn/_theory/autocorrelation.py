@@ -1,4 +1,4 @@
-"""The DMFT autocorrelation Delta(tau) without shooting (THEORY.md 1.1, pitfalls 11-12).
+"""The DMFT autocorrelation Delta(tau) without shooting (docs/theory/dmft.md).
 
 The particle `Delta'' = -V'(Delta)` falls from Delta0 (at rest) to Delta_inf in infinite
 time, so `tau(Delta) = int_Delta^Delta0 dD / sqrt(2 W(D))`, `W(D) = V(Delta0) - V(D)`.
@@ -226,7 +226,7 @@ def dmft_autocorrelation(
     order: int = 96,
 ) -> Autocorrelation:
     """The DMFT autocorrelation Delta(tau) of a random network, with tau_half and the
-    tail rate `sqrt(1 - g^2 [phi']_{Delta0, Delta_inf})` (THEORY.md 1.1).
+    tail rate `sqrt(1 - g^2 [phi']_{Delta0, Delta_inf})` (docs/theory/dmft.md).
 
     **Arguments:**
 

@@ -1,4 +1,4 @@
-"""Stationary DMFT of random networks (Sompolinsky-Crisanti-Sommers), THEORY.md 1.1-1.2.
+"""Stationary DMFT of random networks (Sompolinsky-Crisanti-Sommers), docs/theory/dmft.md.
 
 Convention `J_ij ~ N(0, g^2/N)`, phi outside the gain; uniform bias b and quenched input
 `I_i ~ N(0, s_I^2)`. Every solve is an optimistix root find, differentiated implicitly.
@@ -308,7 +308,7 @@ def solve_dmft(
     """Stationary DMFT of a random network: Delta0, Delta_inf and the regime.
 
     Solves the static branch `Delta0 = g^2 <phi^2>_{b, Delta0} + s_I^2`, classifies it by
-    the bulk radius `g sqrt(<phi'^2>)` (> 1: chaos, THEORY.md 1.2), and on the chaotic
+    the bulk radius `g sqrt(<phi'^2>)` (> 1: chaos, docs/theory/dmft.md), and on the chaotic
     side solves `Delta_inf = g^2 [phi]_{b; Delta0, Delta_inf} + s_I^2`,
     `V(Delta0) = V(Delta_inf)` with `V(D) = -D^2/2 + g^2 [Phi]_{b; Delta0, D} + s_I^2 D`.
 
@@ -420,7 +420,7 @@ def chaos_onset(
     throw: bool = True,
 ) -> OnsetSolution:
     """Chaos onset `g_c(b, s_I)`: where the static branch loses stability,
-    `g^2 <phi'^2>_{b, Delta0(g)} = 1` (THEORY.md 1.2). `g_c = 1 / phi'(0)` without input
+    `g^2 <phi'^2>_{b, Delta0(g)} = 1` (docs/theory/dmft.md). `g_c = 1 / phi'(0)` without input
     for odd phi. `bias` and `input_std` may be arrays of one shape (vmapped).
 
     ```python

@@ -1,4 +1,4 @@
-"""Maximal Lyapunov exponent from DMFT (THEORY.md 1.1): ground state E0 of
+"""Maximal Lyapunov exponent from DMFT (docs/theory/dmft.md): ground state E0 of
 `H = -d^2/dtau^2 + U(tau)`, `U = 1 - g^2 [phi']_{Delta0, Delta(tau)}`, and
 `lambda_max = -1 + sqrt(1 - E0)`.
 
