@@ -142,3 +142,13 @@ def test_phase_plot_labels_come_from_the_swept_fields():
     fig = mfrnn.plotting.plot_phase_diagram(G[:, 0], S[0], phase, phase == 0, mfrnn.PHASE_NAMES)
     assert "sigma_mn" not in fig.axes[0].get_ylabel()  # no hard-coded label
     plt.close("all")
+
+
+def test_theory_results_print_their_fields():
+    # The theory Modules share the readable repr: scalars by value, codes by name.
+    line = mfrnn.kappa_instability_overlap(jnp.array([0.5, 2.0]))
+    text = repr(line)
+    assert text.startswith("BoundarySolution(") and "value=" in text and "delta0=" in text
+    assert "successful" in text
+    text = repr(mfrnn.kappa_instability_g(0.5, throw=False))
+    assert "value=nan" in text and "no_onset" in text

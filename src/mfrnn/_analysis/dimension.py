@@ -20,6 +20,7 @@ from jaxtyping import Array, ArrayLike, Complex, Float, PRNGKeyArray
 from .._ensembles import RandomModeEnsemble
 from .._networks import AbstractRateNetwork, DenseNetwork, RandomModeNetwork
 from .._simulate import simulate
+from .._solution import summary_repr
 from .._theory.dimension import random_mode_spectra, RandomModeSpectra
 from .dynamics import half_time
 
@@ -70,6 +71,8 @@ class ParticipationRatio(eqx.Module):
       by about `N tau_c / T` relative (for comparison).
     - `trace`: mean over blocks of `tr C_a / N` (the mean variance per unit).
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     pr: Float[Array, ""]
     pr_naive: Float[Array, ""]
@@ -137,6 +140,8 @@ class CouplingSpectra(eqx.Module):
     - `gain`: `sqrt(sum s^2 / n) = sqrt(n mean J_ij^2)`, comparable to g_eff.
     """
 
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
+
     eigenvalues: Complex[Array, " n"]
     singular_values: Float[Array, " n"]
     pr_s: Float[Array, ""]
@@ -182,6 +187,8 @@ class PCAutocorrelation(eqx.Module):
     - `lags`, `profile`: the normalised profile (cross-block estimate).
     - `tau_half`: first lag where it falls to 1/2 (linear interpolation; NaN if never).
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     lags: Float[Array, " lag"]
     profile: Float[Array, " lag"]
@@ -263,6 +270,8 @@ class DimensionComparison(eqx.Module):
     - `pc_tau_half_phi`, `pc_tau_half_x`: half time of `tr C(tau) C(0) / tr C(0)^2` per
       network (theory: `theory.pc_tau_half_phi`, `theory.pc_tau_half_x`).
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     theory: RandomModeSpectra
     pr_phi: Float[Array, " networks"]

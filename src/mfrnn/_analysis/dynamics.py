@@ -9,6 +9,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._networks import AbstractRateNetwork
+from .._solution import summary_repr
 
 
 class ActivityAutocorrelation(eqx.Module):
@@ -21,6 +22,8 @@ class ActivityAutocorrelation(eqx.Module):
     - `tau_half`: first lag at which `Delta - delta_inf` falls to half of
       `delta0 - delta_inf` (linear interpolation; NaN if it never does).
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     lags: Float[Array, " lag"]
     autocorrelation: Float[Array, " lag"]
@@ -99,6 +102,8 @@ class LyapunovEstimate(eqx.Module):
     - `xs`: the states at every renormalisation (`save_states=True`, else None), so one
       run also gives the autocorrelation (sampling interval `dt * renorm_every`).
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     exponents: Float[Array, " k"]
     times: Float[Array, " renorm"]

@@ -19,7 +19,7 @@ from jaxtyping import Array, ArrayLike, Bool, Complex, Float, Int, PRNGKeyArray
 
 from .._networks import AbstractRateNetwork, LowRankNetwork
 from .._simulate import simulate_euler
-from .._solution import RESULTS
+from .._solution import RESULTS, summary_repr
 
 
 class FixedPoints(eqx.Module):
@@ -39,6 +39,8 @@ class FixedPoints(eqx.Module):
       the minimisation of q ran out of steps; a Newton failure on a candidate with small
       q leaves it a slow point with Newton's code).
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     points: Float[Array, "k n"]
     q: Float[Array, " k"]
@@ -496,6 +498,8 @@ class Continuation(eqx.Module):
     - `stability_changes`: steps at which `n_unstable` changes (before `lost_at`).
     - `result`: per step, the Newton result code.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     inputs: Float[Array, "steps n_in"]
     points: Float[Array, "steps n"]

@@ -8,6 +8,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
 from .._networks import AbstractRateNetwork, LowRankNetwork
+from .._solution import summary_repr
 from .fixed_points import check_network
 
 
@@ -25,6 +26,8 @@ class Linearisation(eqx.Module):
     - `input_projection`: `left . W_in[:, s]` (modes, n_in): the amplitude with which a
       unit step of input s excites the mode.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     eigenvalues: Complex[Array, " n"]
     right: Complex[Array, "n modes"]

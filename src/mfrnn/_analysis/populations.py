@@ -21,7 +21,7 @@ from .._ensembles import LowRankEnsemble, MixtureEnsemble
 from .._networks import AbstractRateNetwork, LowRankNetwork
 from .._nonlinearities import AbstractNonlinearity
 from .._simulate import simulate_euler
-from .._solution import RESULTS
+from .._solution import RESULTS, summary_repr
 from .._tasks import AbstractTask
 from .._theory.lowrank import LatentDynamics
 
@@ -66,6 +66,8 @@ class PopulationFit(eqx.Module):
     - `sample(n, key=...)`: a resampled network with readout (and bias).
     - `result`: EM converged (`successful`) or ran out of steps.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     weights: Float[Array, " P"]
     means: Float[Array, "P k"]
@@ -251,6 +253,8 @@ class PopulationAnalysis(eqx.Module):
     - `accuracy`: (K, n_resamples) task accuracy of networks resampled from each fit.
     - `trained_accuracy`: the trained network's accuracy on the same trials.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     n_populations: Int[Array, " K"]
     bic: Float[Array, " K"]

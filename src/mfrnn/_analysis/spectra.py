@@ -10,6 +10,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Complex, Float
 
 from .._networks import AbstractRateNetwork, LowRankNetwork
+from .._solution import summary_repr
 from .._train import NetworkSpec
 from .fixed_points import check_network
 
@@ -87,6 +88,8 @@ class ConnectivitySpectrum(eqx.Module):
     - `outliers`: eigenvalues of J outside `bulk_radius` (the `rank` largest at most).
     - `spectral_radius`: max |eigenvalue|.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     eigenvalues: Complex[Array, " n"]
     initial_eigenvalues: Complex[Array, " n"] | None

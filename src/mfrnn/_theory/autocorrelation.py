@@ -23,7 +23,7 @@ from .._chebyshev import (
 )
 from .._ensembles import GaussianEnsemble
 from .._nonlinearities import AbstractQuadratureNonlinearity
-from .._solution import CHAOTIC, DMFTSolution, vmap_batch
+from .._solution import CHAOTIC, DMFTSolution, summary_repr, vmap_batch
 from .dmft import solve_dmft
 
 
@@ -45,6 +45,8 @@ class Autocorrelation(eqx.Module):
     Fields carry the batch shape of the ensemble grid; `ac(tau)` returns
     `batch + tau.shape`.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     delta0: Float[Array, "*batch"]
     delta_inf: Float[Array, "*batch"]

@@ -41,7 +41,7 @@ from .._chebyshev import chebyshev_nodes, interpolate
 from .._ensembles import GaussianEnsemble, RandomModeEnsemble
 from .._misc import is_concrete
 from .._nonlinearities import AbstractNonlinearity
-from .._solution import CHAOTIC, raise_if_failed, RESULTS, vmap_batch
+from .._solution import CHAOTIC, raise_if_failed, RESULTS, summary_repr, vmap_batch
 from .autocorrelation import dmft_autocorrelation, TAIL_START
 from .dmft import solve_dmft
 
@@ -67,6 +67,8 @@ class DimensionSolution(eqx.Module):
     - `chaotic`: False below the chaos onset, where x = 0 and PR is undefined (NaN).
     - `result`: [`mfrnn.RESULTS`][] code per point.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     pr_phi: Float[Array, "..."]
     pr_x: Float[Array, "..."]
@@ -99,6 +101,8 @@ class RandomModeSpectra(eqx.Module):
     `pr_s` (Eq. 13); `dimension`: the [`mfrnn.DimensionSolution`][]; the rest is the
     node data the methods use; `result` as in the dimension.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     dimension: DimensionSolution
     pc_tau_half_phi: Float[Array, "..."]

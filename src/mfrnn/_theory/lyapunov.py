@@ -22,7 +22,14 @@ from jaxtyping import Array, Float
 
 from .._chebyshev import interpolation_matrix
 from .._ensembles import GaussianEnsemble
-from .._solution import CHAOTIC, DMFTSolution, raise_if_failed, RESULTS, vmap_batch
+from .._solution import (
+    CHAOTIC,
+    DMFTSolution,
+    raise_if_failed,
+    RESULTS,
+    summary_repr,
+    vmap_batch,
+)
 from .autocorrelation import node_averages, profile_nodes, tau_half_from_nodes
 from .dmft import solve_dmft
 
@@ -37,6 +44,8 @@ class LyapunovSolution(eqx.Module):
     - `tau_half`: as in [`mfrnn.Autocorrelation`][].
     - `result`: [`mfrnn.RESULTS`][] code.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     lyapunov: Float[Array, "*batch"]
     e0: Float[Array, "*batch"]

@@ -38,7 +38,14 @@ from .._ensembles import LowRankEnsemble, MixtureEnsemble
 from .._ensembles.low_rank import loading_index
 from .._misc import check_tolerance, tolerances
 from .._nonlinearities import AbstractNonlinearity, AbstractQuadratureNonlinearity
-from .._solution import CHAOTIC, FIXED_POINT, QUIESCENT, RESULTS, vmap_batch
+from .._solution import (
+    CHAOTIC,
+    FIXED_POINT,
+    QUIESCENT,
+    RESULTS,
+    summary_repr,
+    vmap_batch,
+)
 from .eigen import hurwitz_stable, small_eigvals
 
 
@@ -389,6 +396,8 @@ class LowRankSolution(eqx.Module):
       along the manifold are 0 and left out of `stable` and `outlier`.
     - `residual`, `result`: max |residual| and the [`mfrnn.RESULTS`][] code.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     kappa: Float[Array, "*batch rank"]
     mu: Float[Array, "*batch populations"]

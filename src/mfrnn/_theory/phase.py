@@ -26,7 +26,7 @@ from .._ensembles import GaussianEnsemble, LowRankEnsemble, MixtureEnsemble
 from .._ensembles.low_rank import loading_index
 from .._misc import check_tolerance, tolerances
 from .._nonlinearities import AbstractNonlinearity, Tanh
-from .._solution import raise_if_failed, RESULTS, vmap_batch
+from .._solution import raise_if_failed, RESULTS, summary_repr, vmap_batch
 from .dmft import solve_dmft
 from .meanfield import (
     check_common,
@@ -36,9 +36,9 @@ from .meanfield import (
     kappa_scale,
     LowRankSolution,
     map_points,
-    Point,
     newton,
     outlier_matrix,
+    Point,
     point_arrays,
     points,
     solve_chaos,
@@ -80,6 +80,8 @@ class PhaseDiagram(eqx.Module):
       the leading one transverse to it).
     - `success`: the phase and order parameters are trustworthy; `result` says why not.
     """
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     phase: Int[Array, "*batch"]
     kappa: Float[Array, "*batch rank"]
@@ -516,6 +518,8 @@ def phase_diagram(
 
 class BoundarySolution(eqx.Module):
     """A phase boundary: the critical `value` (g or overlap), the state there, `result`."""
+
+    __repr__ = summary_repr  # fields by value, arrays by shape and range
 
     value: Float[Array, "*batch"]
     kappa: Float[Array, "*batch rank"]
