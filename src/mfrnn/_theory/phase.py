@@ -283,8 +283,8 @@ def _patch(first, index, part):
 
 # Retries: rounds with the nearest converged grid neighbours' solutions as guesses.
 _RETRY_ROUNDS = 2
-# Newton steps of a chaotic solve. Most converge in 4-8; a chunk waits for its slowest
-# point, and the few that need more converge from a neighbour's state (retry) if at all.
+# Newton steps of a chaotic solve per pass. Most converge in 4-8 (a chunk waits for its
+# slowest point); the few that need more continue in a second, smaller batch.
 _CHAOS_STEPS = 16
 
 
@@ -311,7 +311,8 @@ def _chaos_pick(sol, tol, nonzero: bool):
     ok = sol.result._value == 0
     if nonzero:
         ok = ok & (np.sqrt(np.sum(sol.kappa**2, -1)) > tol[:, None])
-    pick = np.where(ok[:, -1], ok.shape[1] - 1, np.argmax(ok, 1))
+    # Where none converged, the hint's: its last iterate is where a continuation starts.
+    pick = np.where(ok[:, -1] | ~np.any(ok, 1), ok.shape[1] - 1, np.argmax(ok, 1))
     rows = np.arange(ok.shape[0])
     return jax.tree.map(lambda x: x[rows, pick], sol), np.any(ok, 1)
 
@@ -409,6 +410,20 @@ def phase_diagram(
             _chaos_stage, flat, index, (hints, no_start), settings, n_dev, "chaos"
         )
         sol, found = _chaos_pick(sol, tol, nonzero)
+        # Newton continued from its last iterate where it ran out of steps (the chunks
+        # then wait for a short first pass, not for the slowest point's whole solve).
+        with np.errstate(invalid="ignore"):
+            q = sol.delta0[:, 0] - sol.delta_inf[:, 0]
+            going = ~found & np.all(np.isfinite(sol.kappa), -1) & np.isfinite(q) & (q > 0)
+        going = np.nonzero(going)[0]
+        if going.size:
+            start = np.stack([sol.delta_inf[going, 0], q[going]], -1)
+            part = _run(
+                _chaos_stage, flat, index[going], (sol.kappa[going], start), settings, n_dev,
+                "chaos",
+            )
+            part, part_found = _chaos_pick(*part, nonzero)
+            sol, found = _patch((sol, found), going, (part, part_found))
         converged = np.zeros(size, bool)
         kappa = np.zeros((size, R), dtype)
         start = np.full((size, 2), np.nan, dtype)
