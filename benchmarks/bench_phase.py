@@ -33,9 +33,20 @@ and, if unstable, the chaotic state from a kappa != 0 guess.
 
 import argparse
 import json
+import os
 import pathlib
 import platform
+import sys
 import time
+
+
+# `--host-devices K` splits the CPU into K XLA devices before JAX starts (XLA runs these
+# vmapped solves on one thread per device): phase_diagram shards each batch over them.
+if "--host-devices" in sys.argv:
+    _k = sys.argv[sys.argv.index("--host-devices") + 1]
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_k}"
+    ).strip()
 
 import jax
 
@@ -447,6 +458,8 @@ def main():
     parser.add_argument("--n", type=int, default=None,
                         help="grid is n x n (default 200; 100 for mixture_input)")
     parser.add_argument("--scipy-n", type=int, default=20, help="scipy sub-grid size")
+    parser.add_argument("--host-devices", type=int, default=1,
+                        help="CPU cores as XLA devices (phase_diagram shards over them)")
     parser.add_argument("--out", default=None,
                         help="default benchmarks/results/phase.json for zero_mean, else "
                              "benchmarks/results/phase_{case}.json")
@@ -485,6 +498,7 @@ def main():
         "benchmark": "phase",
         "case": args.case,
         "device": str(jax.devices()[0]),
+        "device_count": jax.device_count(),
         "platform": platform.platform(),
         "grid": [n, n],
         "axes": {"g": [0.1, 3.0], axis_name: [y_lo, y_hi]},
@@ -504,6 +518,8 @@ def main():
         "compared_points": int(np.sum(both)),
     }
     default_out = "phase.json" if args.case == "zero_mean" else f"phase_{args.case}.json"
+    if args.host_devices > 1:
+        default_out = default_out.replace(".json", f"_{args.host_devices}dev.json")
     out = pathlib.Path(args.out or f"benchmarks/results/{default_out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
