@@ -23,6 +23,13 @@ from mfrnn import cli
 FF = dict(first=50.0, pulse=50.0, gap=150.0, n_turns=3, grace=50.0)
 
 
+@pytest.fixture(autouse=True)
+def _no_compilation_cache(monkeypatch):
+    # `fit` keeps its programs in the user's persistent cache by default: not here
+    # (tests/test_compilation_cache.py tests the cache).
+    monkeypatch.setenv("MFRNN_NO_COMPILATION_CACHE", "1")
+
+
 def _flipflop():
     return mfrnn.SetResetFlipFlop(**FF)
 
@@ -96,6 +103,40 @@ def test_diffrax_path_matches_euler_scan(getkey):
     minus = eqx.tree_at(lambda m: m.J, net, net.J - eps * direction)
     fd = (loss(plus, "euler")[0] - loss(minus, "euler")[0]) / (2 * eps)
     np.testing.assert_allclose(jnp.sum(g_e.J * direction), fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("rank, dale", [(1, None), (None, "sign")])
+def test_training_gradient_with_noise_matches_finite_differences(rank, dale, getkey):
+    # The training forward pass has a hand-written adjoint: check every parameter of a
+    # low-rank and a Dale network against central differences, with noise on.
+    task = mfrnn.PerceptualDecision(dt=20.0, fixation=40.0, stimulus=200.0, delay=20.0,
+                                    decision=60.0)
+    spec = mfrnn.NetworkSpec(n=20, rank=rank, dale=dale)
+    net = mfrnn.init_network(task, spec, key=getkey(), dtype=jnp.float64)
+    u, y, mask, info = task.sample(getkey(), 3)
+    key = getkey()
+
+    def loss(net):
+        z, r = mfrnn.run_trials(net, u, dt=task.dt, noise_std=0.1, key=key)
+        return jnp.mean((z - y) ** 2) + 0.1 * jnp.mean(r**2)
+
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    grads = eqx.filter_grad(lambda p: loss(eqx.combine(p, static)))(params)
+    paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    for leaf_g, leaf_p, path in zip(jax.tree.leaves(grads), jax.tree.leaves(params), paths):
+        if leaf_p.ndim == 0:
+            continue  # tau
+        direction = jr.normal(getkey(), leaf_p.shape)
+        eps = 1e-6
+
+        def at(sign, path=path[0]):
+            moved = jax.tree_util.tree_map_with_path(
+                lambda q, x: x + sign * eps * direction if q == path else x, params
+            )
+            return loss(eqx.combine(moved, static))
+
+        fd = (at(1.0) - at(-1.0)) / (2 * eps)
+        np.testing.assert_allclose(jnp.sum(leaf_g * direction), fd, rtol=1e-6, atol=1e-12)
 
 
 def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):

@@ -1,4 +1,4 @@
-"""Small networks reach the published criteria (TASKS.md) within the test budget:
+"""Small networks reach the published criteria (docs/guide/tasks.md) within the test budget:
 logic gates and the 1-bit flip-flop MSE < 1e-3 (Jarne), perceptual decision >= 85 %
 correct at coherence >= 12.8 % (rank one, as the Ostojic-lab tutorial), context-
 dependent decision >= 90 %. Short trials keep CI fast; full sizes are in the benchmark.
@@ -10,6 +10,13 @@ import numpy as np
 import pytest
 
 import mfrnn
+
+
+@pytest.fixture(autouse=True)
+def _no_compilation_cache(monkeypatch):
+    # `fit` keeps its programs in the user's persistent cache by default: not here
+    # (tests/test_compilation_cache.py tests the cache).
+    monkeypatch.setenv("MFRNN_NO_COMPILATION_CACHE", "1")
 
 
 def _train_and_evaluate(task, spec, config, loss="mse"):

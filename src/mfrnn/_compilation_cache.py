@@ -1,11 +1,13 @@
-"""JAX's persistent compilation cache for mfrnn: opt-in for Python users, on by default
-in the `mfrnn` command line. Importing mfrnn never changes JAX's global configuration."""
+"""JAX's persistent compilation cache for mfrnn: on by default in the `mfrnn` command
+line and for the programs `fit` compiles; `enable_compilation_cache` turns it on for
+every program. Importing mfrnn never changes JAX's global configuration."""
 
+import contextlib
 import os
 import pathlib
 
 
-# Set (to anything but "" or "0") to keep the command line from using the cache.
+# Set (to anything but "" or "0") to keep the command line and `fit` from using the cache.
 DISABLE_ENV = "MFRNN_NO_COMPILATION_CACHE"
 # Folder of the cache, overriding the default below.
 DIR_ENV = "MFRNN_COMPILATION_CACHE_DIR"
@@ -21,7 +23,8 @@ def default_compilation_cache_dir() -> pathlib.Path:
 
 
 def compilation_cache_disabled() -> bool:
-    """Whether `$MFRNN_NO_COMPILATION_CACHE` asks the command line not to use the cache."""
+    """Whether `$MFRNN_NO_COMPILATION_CACHE` asks the command line and `fit` not to use
+    the cache."""
     return os.environ.get(DISABLE_ENV, "") not in ("", "0")
 
 
@@ -46,9 +49,50 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.P
     folder = pathlib.Path(path).expanduser() if path is not None else default_compilation_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     current = jax.config.jax_compilation_cache_dir
-    if current is not None and pathlib.Path(current) != folder:
-        compilation_cache.reset_cache()  # JAX opens the cache once: switch folders
+    if current is None or pathlib.Path(current) != folder:
+        # JAX decides at its first compilation whether a cache is in use, and opens it
+        # once: look again (also after programs were compiled without one).
+        compilation_cache.reset_cache()
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # Every program: the command line's few programs all take seconds to compile.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return folder
+
+
+def compilation_cache_size(path: str | os.PathLike | None = None) -> int:
+    """Bytes held in the cache folder `path` (default: `default_compilation_cache_dir()`)."""
+    folder = pathlib.Path(path).expanduser() if path is not None else default_compilation_cache_dir()
+    if not folder.is_dir():
+        return 0
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+@contextlib.contextmanager
+def compilation_cache_scope():
+    """Programs compiled inside are read from / written to the persistent cache in
+    `default_compilation_cache_dir()`, unless `$MFRNN_NO_COMPILATION_CACHE` is set or
+    a cache is already configured (then that one is used as it is). JAX's settings
+    are restored on exit, so `fit` leaves the global configuration as it found it.
+
+    Yields the cache folder in use, or None.
+    """
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    current = jax.config.jax_compilation_cache_dir
+    if current is not None or compilation_cache_disabled():
+        yield None if current is None else pathlib.Path(current)
+        return
+    min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+    folder = default_compilation_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    # JAX decides once whether a cache is in use: reset so it looks again, both ways.
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()
+    try:
+        yield folder
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
+        compilation_cache.reset_cache()

@@ -16,11 +16,13 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import diffrax as dfx
 import equinox as eqx
 import jax
+import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 import jax.tree_util as jtu
@@ -28,6 +30,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._bptt import euler_readout, euler_states
+from ._compilation_cache import compilation_cache_scope
 from ._networks import (
     AbstractRateNetwork,
     DaleNetwork,
@@ -36,7 +40,8 @@ from ._networks import (
     PiecewiseConstantInput,
 )
 from ._nonlinearities import nonlinearity
-from ._simulate import simulate, simulate_euler
+from ._programs import compiled, output_shapes
+from ._simulate import simulate
 from ._tasks import AbstractTask, task_from_spec
 from ._tasks.base import masked_mse
 
@@ -225,11 +230,12 @@ def run_trials(
     batch, n_steps, _ = u.shape
     dtype = model.bias.dtype
     u = u.astype(dtype)
-    keys = jr.split(jr.key(0) if key is None else key, batch)
-    x0 = jnp.zeros(model.n, dtype)
+    if noise_std > 0 or solver == "diffrax":
+        keys = jr.split(jr.key(0) if key is None else key, batch)
 
     if solver == "diffrax":
         ts = dt * jnp.arange(n_steps + 1, dtype=dtype)
+        x0 = jnp.zeros(model.n, dtype)
 
         def one(u_trial, k):
             sol = simulate(
@@ -240,17 +246,49 @@ def run_trials(
                 adjoint=dfx.RecursiveCheckpointAdjoint(checkpoints=n_steps + 1),
             )
             return sol.ys
-    else:
 
-        def one(u_trial, k):
-            xs = simulate_euler(model, x0, dt=dt, n_steps=n_steps, inputs=u_trial,
-                                noise_std=noise_std if noise_std > 0 else None, key=k)
-            return xs[1:]
-
-    xs = jax.vmap(one)(u, keys)
+        xs = jax.vmap(one)(u, keys)
+        r = model.phi(xs)
+        return jnp.einsum("btn,no->bto", r, model.W_out), r
+    # Time-major through the hand-written adjoint (_bptt): the recurrence of
+    # `simulate_euler` (same noise stream), each parameter's gradient one product.
+    xi = None
+    if noise_std > 0:
+        steps = jnp.arange(n_steps)
+        xi = jax.vmap(lambda k: jax.vmap(
+            lambda s: jr.normal(jr.fold_in(k, s), (model.n,), dtype))(steps))(keys)
+        xi = jnp.swapaxes(xi, 0, 1)
+    xs = euler_states((model, jnp.swapaxes(u, 0, 1)), xi, dt, float(noise_std),
+                      jnp.zeros((batch, model.n), dtype))
     r = model.phi(xs)
-    z = jnp.einsum("btn,no->bto", r, model.W_out)
-    return z, r
+    z = jnp.einsum("tbn,no->bto", r, model.W_out)
+    return z, jnp.swapaxes(r, 0, 1)
+
+
+def _data_loss(task, config, z, y, mask, info):
+    """The masked data loss and per-trial correctness of outputs `z`."""
+    dtype = z.dtype
+    mask = mask.astype(dtype)
+    if config.loss == "mse":
+        return masked_mse(z, y.astype(dtype), mask), task.accuracy(z, y, mask, info)
+    weight = mask[..., 0]
+    ce = optax.softmax_cross_entropy_with_integer_labels(z, info["labels"])
+    data = jnp.sum(weight * ce) / jnp.maximum(jnp.sum(weight), 1.0)
+    return data, task.class_correct(z, info)
+
+
+def _outputs(model, u, *, dt, noise_std=0.0, key=None, solver="euler"):
+    """`run_trials`' outputs z alone, without storing the states (evaluation)."""
+    if solver == "diffrax":
+        return run_trials(model, u, dt=dt, noise_std=noise_std, key=key, solver=solver)[0]
+    if isinstance(model, DaleNetwork):
+        model = model.as_dense()
+    batch = u.shape[0]
+    dtype = model.bias.dtype
+    keys = jr.split(jr.key(0) if key is None else key, batch) if noise_std > 0 else None
+    z = euler_readout(model, jnp.swapaxes(u.astype(dtype), 0, 1), dt,
+                      jnp.zeros((batch, model.n), dtype), keys=keys, noise_std=noise_std)
+    return jnp.swapaxes(z, 0, 1)
 
 
 def _loss(params, static, task, config, u, y, mask, info, key):
@@ -258,15 +296,7 @@ def _loss(params, static, task, config, u, y, mask, info, key):
     dtype = model.bias.dtype
     z, r = run_trials(model, u, dt=task.dt, noise_std=config.noise_std, key=key,
                       solver=config.solver)
-    mask = mask.astype(dtype)
-    if config.loss == "mse":
-        data = masked_mse(z, y.astype(dtype), mask)
-        correct = task.accuracy(z, y, mask, info)
-    else:
-        weight = mask[..., 0]
-        ce = optax.softmax_cross_entropy_with_integer_labels(z, info["labels"])
-        data = jnp.sum(weight * ce) / jnp.maximum(jnp.sum(weight), 1.0)
-        correct = task.class_correct(z, info)
+    data, correct = _data_loss(task, config, z, y, mask, info)
     loss = data
     if config.l2_rates > 0:
         loss = loss + config.l2_rates * jnp.mean(r**2)
@@ -285,71 +315,173 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), adam)
 
 
-@eqx.filter_jit
-def make_step(models, opt_states, done, keys, step, task, config, filter_spec, optim):
-    """One optimisation step of every member (vmapped): sample, loss, grads, update.
+# --------------------------------------------------------------------------- programs
+#
+# A run compiles four programs, once per (task, spec, config) and shapes: `_start`
+# (initial members and optimiser states), `_evaluation_batch`, `_sample` (the
+# training batches of a chunk of steps) and `_train` (those steps and the evaluation
+# that decides the criterion, in one program: the criterion check compiles nothing of
+# its own). The first three draw random numbers and are compiled at a lower LLVM level
+# (threefry at -O2 compiles for seconds): `_start` at -O1, which keeps the initial
+# networks bit-identical to `init_network`'s, the others at -O0 (their input noise may
+# differ from an eager draw in the last bit). All of them compile at once.
 
-    Members already `done` keep their parameters and optimiser state.
-    """
 
-    def member(model, opt_state, is_done, key):
+def _start(task, spec, config, seed, n_seeds, filter_spec):
+    """Initial members, optimiser states and member keys."""
+    lrs = config.learning_rates
+    dtype = jnp.dtype(config.dtype)
+    # fold_in, not split: member i's stream does not depend on how many members run.
+    keys = jax.vmap(lambda i: jr.fold_in(jr.key(seed), i))(jnp.arange(n_seeds * len(lrs)))
+    init_keys = jax.vmap(lambda k: jr.fold_in(k, -1 % 2**31))(keys)
+    models = eqx.filter_vmap(
+        lambda k: init_network(task, spec, key=k, loss=config.loss, dtype=dtype)
+    )(init_keys)
+    optim = make_optimizer(config)
+    opt_states = eqx.filter_vmap(lambda m: optim.init(eqx.filter(m, filter_spec)))(models)
+    lr = jnp.tile(jnp.asarray(lrs, dtype), n_seeds)
+    opt_states = eqx.tree_at(lambda s: s[1].hyperparams["learning_rate"], opt_states,
+                             lr.astype(opt_states[1].hyperparams["learning_rate"].dtype))
+    return models, opt_states, keys
+
+
+def _evaluation_batch(seed, task, config):
+    """The evaluation batch (shared by all members) and its key."""
+    eval_key = jr.fold_in(jr.key(seed), 2**31 - 1)
+    return eval_key, task.sample(eval_key, config.eval_batch)
+
+
+def _sample(keys, step0, task, config, n_steps):
+    """Every member's training batches for steps step0 ... step0 + n_steps - 1."""
+
+    def member(key):
+        def one(i):
+            k_data, _ = jr.split(jr.fold_in(key, step0 + i))
+            return task.sample(k_data, config.batch_size)
+
+        return jax.vmap(one)(jnp.arange(n_steps))
+
+    return jax.vmap(member)(keys)
+
+
+def _has_dense_matrix(models) -> bool:
+    """Whether the (stacked) members carry an N x N matrix (dense J, W or J_random)."""
+    n = models.bias.shape[-1]
+    return any(x.ndim == 3 and x.shape[1:] == (n, n) for x in jtu.tree_leaves(models))
+
+
+def _over_members(f, in_axes, *, sequential=False):
+    """`f` over the members (axis 0 of the arguments whose in_axis is 0): vmapped, or
+    one after another (`sequential`, `lax.map`), or unbatched for a single member.
+    CPU timings (N = 512, 32 trials): XLA's batched products (one J per member) run
+    ~3x slower than the same products one member at a time, and a batch of one ~12 %
+    slower than a plain product; networks with an N x N matrix are therefore mapped,
+    low-rank ones (elementwise work, which batching helps) vmapped."""
+
+    def one(*args):
+        take = lambda a: jtu.tree_map(lambda x: x[0] if eqx.is_array(x) else x, a)
+        args = [take(a) if axis == 0 else a for a, axis in zip(args, in_axes)]
+        return jtu.tree_map(lambda x: x[None] if eqx.is_array(x) else x, f(*args))
+
+    def mapped(*args):
+        per_member, static = eqx.partition(
+            [a if axis == 0 else None for a, axis in zip(args, in_axes)], eqx.is_array)
+
+        def g(arrays):
+            member = eqx.combine(arrays, static)
+            return f(*[m if axis == 0 else a for m, a, axis in zip(member, args, in_axes)])
+
+        return lax.map(g, per_member)
+
+    def over(*args):
+        n = jtu.tree_leaves(args[in_axes.index(0)])[0].shape[0]
+        if n == 1:
+            return one(*args)
+        return mapped(*args) if sequential else eqx.filter_vmap(f, in_axes=in_axes)(*args)
+
+    return over
+
+
+def _train(models, opt_states, done, keys, step0, n_run, data, eval_key, eval_batch,
+           do_eval, task, config, filter_spec, optim):
+    """`n_run` optimisation steps of every member from `step0` (members already `done`
+    keep their parameters and optimiser state), then, if `do_eval`, every member's
+    loss, accuracy and per-trial correctness on the evaluation batch."""
+
+    sequential = _has_dense_matrix(models)
+
+    def member_step(model, opt_state, is_done, key, step, batch):
         params, static = eqx.partition(model, filter_spec)
-        k_data, k_noise = jr.split(jr.fold_in(key, step))
-        u, y, mask, info = task.sample(k_data, config.batch_size)
-        (loss, (data, acc)), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(
-            params, static, task, config, u, y, mask, info, k_noise
+        k_noise = jr.split(jr.fold_in(key, step))[1] if config.noise_std > 0 else None
+        (loss, _), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(
+            params, static, task, config, *batch, k_noise
         )
         updates, new_state = optim.update(grads, opt_state, params)
         new_model = eqx.apply_updates(model, updates)
         if isinstance(new_model, DaleNetwork):
             new_model = new_model.project()
         keep = lambda old, new: jnp.where(is_done, old, new) if eqx.is_array(old) else new
-        new_model = jtu.tree_map(keep, model, new_model)
-        new_state = jtu.tree_map(keep, opt_state, new_state)
-        return new_model, new_state, loss, data, acc
+        return jtu.tree_map(keep, model, new_model), jtu.tree_map(keep, opt_state, new_state), loss
 
-    return eqx.filter_vmap(member)(models, opt_states, done, keys)
+    def body(i, carry):
+        models, opt_states, total = carry
+        batch = jtu.tree_map(lambda x: x[:, i], data)
+        models, opt_states, loss = _over_members(
+            member_step, (0, 0, 0, 0, None, 0), sequential=sequential
+        )(models, opt_states, done, keys, step0 + i, batch)
+        return models, opt_states, total + loss
+
+    total = jnp.zeros(done.shape, jnp.dtype(config.dtype))
+    models, opt_states, total = lax.fori_loop(0, n_run, body, (models, opt_states, total))
+
+    def evaluation(models):
+        u, y, mask, info = eval_batch
+
+        def member(model):
+            key = jr.fold_in(eval_key, 1) if config.noise_std > 0 else None
+            z = _outputs(model, u, dt=task.dt, noise_std=config.noise_std, key=key,
+                         solver=config.solver)
+            data, correct = _data_loss(task, config, z, y, mask, info)
+            return data, jnp.mean(correct.astype(z.dtype)), correct
+
+        return _over_members(member, (0,), sequential=sequential)(models)
+
+    skipped = lambda models: jtu.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                          jax.eval_shape(evaluation, models))
+    return models, opt_states, total, lax.cond(do_eval, evaluation, skipped, models)
 
 
-@eqx.filter_jit
-def evaluate_members(models, task, config, key, batch):
-    """Loss and accuracy of every member on one shared evaluation batch (with noise)."""
-    u, y, mask, info = task.sample(key, batch)
-
-    def member(model):
-        params, static = eqx.partition(model, eqx.is_inexact_array)
-        _, (data, acc) = _loss(params, static, task, config, u, y, mask, info,
-                               jr.fold_in(key, 1))
-        return data, acc
-
-    return eqx.filter_vmap(member)(models)
+def _filter_spec(task, spec, config):
+    one = jax.eval_shape(lambda: init_network(task, spec, key=jr.key(0), loss=config.loss,
+                                              dtype=jnp.dtype(config.dtype)))
+    return _trainable_filter(one, config.train)
 
 
-def _member_keys(seed: int, n_members: int) -> Array:
-    # fold_in, not split: member i's stream does not depend on how many members run.
-    return jax.vmap(lambda i: jr.fold_in(jr.key(seed), i))(jnp.arange(n_members))
+def _check_dtype(config):
+    if jnp.dtype(config.dtype) == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("`dtype`='float64' needs jax_enable_x64.")
+
+
+def _int(value) -> np.ndarray:
+    return np.asarray(value, np.int32)
 
 
 def init_members(task, spec, config, seed, n_seeds):
-    """Stacked initial networks (one per member) and their optimiser states."""
-    lrs = config.learning_rates
-    n_members = n_seeds * len(lrs)
-    dtype = jnp.dtype(config.dtype)
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("`dtype`='float64' needs jax_enable_x64.")
-    keys = _member_keys(seed, n_members)
-    init_keys = jax.vmap(lambda k: jr.fold_in(k, -1 % 2**31))(keys)
-    models = eqx.filter_vmap(
-        lambda k: init_network(task, spec, key=k, loss=config.loss, dtype=dtype)
-    )(init_keys)
-    one = jtu.tree_map(lambda x: x[0] if eqx.is_array(x) else x, models)
-    filter_spec = _trainable_filter(one, config.train)
-    optim = make_optimizer(config)
-    opt_states = eqx.filter_vmap(lambda m: optim.init(eqx.filter(m, filter_spec)))(models)
-    lr = jnp.tile(jnp.asarray(lrs, dtype), n_seeds)
-    opt_states = eqx.tree_at(lambda s: s[1].hyperparams["learning_rate"], opt_states,
-                             lr.astype(opt_states[1].hyperparams["learning_rate"].dtype))
-    return models, opt_states, keys, filter_spec, optim
+    """Stacked initial networks (one per member), their optimiser states and keys,
+    the trainable filter and the optimiser."""
+    _check_dtype(config)
+    filter_spec = _filter_spec(task, spec, config)
+    args = (task, spec, config, jnp.asarray(seed), n_seeds, filter_spec)
+    models, opt_states, keys = compiled(_start, *args, opt_level=1)(*args)
+    return models, opt_states, keys, filter_spec, make_optimizer(config)
+
+
+def _chunk_steps(task, config, n_members) -> int:
+    """Steps whose batches are drawn at once: up to one evaluation interval, within
+    ~64 MB of batches."""
+    shapes = jax.eval_shape(lambda k: task.sample(k, config.batch_size), jr.key(0))
+    step_bytes = sum(s.size * s.dtype.itemsize for s in jtu.tree_leaves(shapes)) * n_members
+    return max(1, min(config.eval_every, config.n_steps, 2**26 // max(step_bytes, 1)))
 
 
 @dataclasses.dataclass
@@ -390,8 +522,11 @@ class _Progress:
     """A one-line progress bar on stderr (no dependency): step, rate, loss, accuracy."""
 
     def __init__(self, total, start, enabled):
-        self.total, self.start, self.enabled = total, start, enabled
-        self.t0 = time.perf_counter()
+        self.total, self.enabled = total, enabled
+        self.restart(start)
+
+    def restart(self, start):
+        self.start, self.t0 = start, time.perf_counter()
 
     def update(self, step, loss, acc, done):
         if not self.enabled:
@@ -434,83 +569,139 @@ def fit(
     - `callback(result)`: called after every evaluation (e.g. to log or to stop by
       raising).
 
+    Training runs as four compiled programs (initialisation, evaluation batch, training
+    batches, and the training steps with the evaluation that decides the criterion),
+    compiled at once. They are kept in JAX's persistent compilation cache
+    (`mfrnn.default_compilation_cache_dir()`), so a second run of the same training
+    skips compilation; JAX's configuration is restored afterwards. Set
+    `$MFRNN_NO_COMPILATION_CACHE=1` to keep the cache off, `$MFRNN_COMPILATION_CACHE_DIR`
+    to move it; a configured `jax_compilation_cache_dir` is used as it is. A cached
+    program is the same program: the parameters are bit-identical.
+
     ```python
     task = mfrnn.make_task("flipflop3")
     result = mfrnn.fit(task, mfrnn.NetworkSpec(n=64), mfrnn.TrainConfig(n_steps=2000))
     net = result.member(0)
     ```
     """
+    bar = _Progress(config.n_steps, 0, progress)
+
+    def on_evaluation(result, correct):
+        del correct
+        bar.update(result.step, float(np.mean(result.history["loss"][-1])),
+                   float(np.mean(result.history["accuracy"][-1])),
+                   int(np.sum(np.asarray(result.done))))
+        if callback is not None:
+            callback(result)
+        return False
+
+    result = run_training(task, spec, config, seed, n_seeds, checkpoint, resume,
+                          on_evaluation=on_evaluation, on_start=lambda r: bar.restart(r.step))
+    bar.close()
+    return result
+
+
+def run_training(task, spec, config, seed, n_seeds, checkpoint, resume, *,
+                 on_evaluation=None, on_start=None):
+    """The training loop of `fit`. `on_start(result)` is called once the programs are
+    compiled; `on_evaluation(result, correct)` after every evaluation (`correct`: numpy,
+    per member and evaluation trial); it returns True to stop training there."""
     if not isinstance(task, AbstractTask):
         raise ValueError(f"`task` must be an AbstractTask, got {type(task)}.")
     if not isinstance(n_seeds, int) or n_seeds < 1:
         raise ValueError(f"`n_seeds` must be a positive integer, got {n_seeds!r}.")
-    models, opt_states, keys, filter_spec, optim = init_members(task, spec, config, seed, n_seeds)
+    _check_dtype(config)
+    t_start = time.perf_counter()
+    filter_spec = _filter_spec(task, spec, config)
+    optim = make_optimizer(config)
+    n_members = n_seeds * len(config.learning_rates)
+    n_chunk = _chunk_steps(task, config, n_members)
+    seed_array = jnp.asarray(seed)
+    start_args = (task, spec, config, seed_array, n_seeds, filter_spec)
+    eval_args = (seed_array, task, config)
+    # The programs compile at once (XLA releases the GIL), from their arguments' shapes.
+    models, opt_states, keys = output_shapes(_start, *start_args)
+    eval_key, eval_batch = output_shapes(_evaluation_batch, *eval_args)
+    data = output_shapes(_sample, keys, _int(0), task, config, n_chunk)
+    train_args = (models, opt_states, np.zeros(n_members, bool), keys, _int(0), _int(0), data,
+                  eval_key, eval_batch, np.asarray(False), task, config, filter_spec, optim)
+    with compilation_cache_scope(), ThreadPoolExecutor(3) as pool:
+        train = pool.submit(compiled, _train, *train_args)
+        sample = pool.submit(compiled, _sample, keys, _int(0), task, config, n_chunk,
+                             opt_level=0)
+        evaluation = pool.submit(compiled, _evaluation_batch, *eval_args, opt_level=0)
+        models, opt_states, keys = compiled(_start, *start_args, opt_level=1)(*start_args)
+        eval_key, eval_batch = evaluation.result()(*eval_args)
+        train, sample = train.result(), sample.result()
+    compile_seconds = time.perf_counter() - t_start
+
     if resume and checkpoint is not None and pathlib.Path(checkpoint).exists():
         result = load_checkpoint(checkpoint)
         _check_same_run(result, task, spec, config, seed, n_seeds)
     else:
-        n_members = n_seeds * len(config.learning_rates)
         result = TrainResult(
             task=task, spec=spec, config=config, seed=seed, n_seeds=n_seeds, models=models,
-            opt_states=opt_states, done=jnp.zeros(n_members, bool), step=0,
+            opt_states=opt_states, done=jnp.asarray(np.zeros(n_members, bool)), step=0,
             history=dict(step=[], loss=[], accuracy=[], train_loss=[]),
             steps_to_criterion=[None] * n_members,
         )
-    eval_key = jr.fold_in(jr.key(seed), 2**31 - 1)
-    bar = _Progress(config.n_steps, result.step, progress)
-    t_start = time.perf_counter()
-    train_losses = []
-    first = True
-    while result.step < config.n_steps and not bool(jnp.all(result.done)):
-        t0 = time.perf_counter()
-        models, opt_states, loss, _, acc = make_step(
-            result.models, result.opt_states, result.done, keys, jnp.asarray(result.step),
-            task, config, filter_spec, optim,
+    result.compile_seconds = compile_seconds
+    if on_start is not None:
+        on_start(result)
+    done = np.asarray(result.done)
+    loss_sum, loss_steps = np.zeros(n_members), 0
+    step = result.step
+    data = sample(keys, _int(step)) if step < config.n_steps and not done.all() else None
+    while step < config.n_steps and not done.all():
+        end = min(config.n_steps, step + n_chunk,
+                  (step // config.eval_every + 1) * config.eval_every)
+        if checkpoint is not None:
+            end = min(end, (step // config.checkpoint_every + 1) * config.checkpoint_every)
+        do_eval = end % config.eval_every == 0 or end == config.n_steps
+        models, opt_states, total, (ev_loss, ev_acc, correct) = train(
+            result.models, result.opt_states, done, keys, _int(step), _int(end - step), data,
+            eval_key, eval_batch, np.asarray(do_eval), task, config, filter_spec, optim,
         )
-        result.models, result.opt_states = models, opt_states
-        result.step += 1
-        if first:  # the first call compiles
-            jax.block_until_ready(loss)
-            result.compile_seconds = time.perf_counter() - t0
-            first = False
-        train_losses.append(loss)  # stays on device: no host sync per step
-        if result.step % config.eval_every == 0 or result.step == config.n_steps:
-            _evaluate(result, eval_key, train_losses)
-            train_losses = []
-            bar.update(result.step, float(np.mean(result.history["loss"][-1])),
-                       float(np.mean(result.history["accuracy"][-1])),
-                       int(np.sum(np.asarray(result.done))))
-            if callback is not None:
-                callback(result)
-        if checkpoint is not None and result.step % config.checkpoint_every == 0:
+        if end < config.n_steps:  # queued behind this chunk: drawn while it trains
+            data = sample(keys, _int(end))
+        loss_steps += end - step
+        result.models, result.opt_states, result.step, step = models, opt_states, end, end
+        loss_sum += np.asarray(total, float)
+        stop = False
+        if do_eval:
+            done = _record_evaluation(result, np.asarray(ev_loss, float),
+                                      np.asarray(ev_acc, float), loss_sum / loss_steps, done)
+            loss_sum, loss_steps = np.zeros(n_members), 0
+            if on_evaluation is not None:
+                stop = on_evaluation(result, np.asarray(correct))
+        if checkpoint is not None and step % config.checkpoint_every == 0:
             save_checkpoint(checkpoint, result)
-    bar.close()
+        if stop:
+            break
     result.seconds += time.perf_counter() - t_start
     if checkpoint is not None:
         save_checkpoint(checkpoint, result)
     return result
 
 
-def _evaluate(result, eval_key, train_losses):
+def _record_evaluation(result, loss, acc, train_loss, done):
+    """Append an evaluation to the history; members reaching the target are done."""
     config = result.config
-    loss, acc = evaluate_members(result.models, result.task, config, eval_key, config.eval_batch)
-    loss, acc = np.asarray(loss, float), np.asarray(acc, float)
     h = result.history
     h["step"].append(result.step)
     h["loss"].append(loss.tolist())
     h["accuracy"].append(acc.tolist())
-    h["train_loss"].append(
-        np.mean(np.asarray(jnp.stack(train_losses)), axis=0).tolist() if train_losses else None
-    )
+    h["train_loss"].append(None if train_loss is None else train_loss.tolist())
     reached = np.zeros_like(loss, bool)
     if config.target_accuracy is not None:
         reached |= acc >= config.target_accuracy
     if config.target_loss is not None:
         reached |= loss <= config.target_loss
-    done = np.asarray(result.done) | reached
-    for i in np.flatnonzero(done & ~np.asarray(result.done)):
+    new_done = done | reached
+    for i in np.flatnonzero(new_done & ~done):
         result.steps_to_criterion[i] = result.step
-    result.done = jnp.asarray(done)
+    result.done = jnp.asarray(new_done)
+    return new_done
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -632,7 +823,7 @@ class Evaluation:
 def _evaluate_batch(model, task, loss, noise_std, key, batch):
     k_data, k_noise = jr.split(key)
     u, y, mask, info = task.sample(k_data, batch)
-    z, _ = run_trials(model, u, dt=task.dt, noise_std=noise_std, key=k_noise)
+    z = _outputs(model, u, dt=task.dt, noise_std=noise_std, key=k_noise)
     if loss == "xent":
         correct = task.class_correct(z, info)
     else:

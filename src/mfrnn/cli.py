@@ -852,8 +852,26 @@ def _add_evaluate(sub) -> None:
 
 
 def _train(args) -> dict:
+    # The persistent compilation cache is on (as for every command run as a program;
+    # `fit` uses it too, unless $MFRNN_NO_COMPILATION_CACHE is set): a second run of
+    # the same training skips compilation. metrics.json reports its folder and size.
     _jax_setup(args, args.x64)
     import mfrnn
+
+    def _cache_report():
+        import jax
+
+        from mfrnn._compilation_cache import (
+            compilation_cache_disabled,
+            compilation_cache_size,
+            default_compilation_cache_dir,
+        )
+
+        folder = jax.config.jax_compilation_cache_dir
+        if folder is None and not compilation_cache_disabled():
+            folder = default_compilation_cache_dir()
+        return None if folder is None else dict(folder=str(folder),
+                                                bytes=compilation_cache_size(folder))
 
     task = mfrnn.make_task(args.task, **dict(args.task_arg))
     # DMS is an XOR of sample and test: at g = 0.9 tanh networks sit at the symmetric
@@ -887,7 +905,7 @@ def _train(args) -> dict:
     result = mfrnn.fit(task, spec, config, seed=args.seed, n_seeds=args.seeds,
                        checkpoint=checkpoint, resume=True, progress=not args.no_progress)
     summary = _write_evaluation(mfrnn, result, out, trials=512, seed=args.seed + 1)
-    summary.update(command="train", resumed=resumed)
+    summary.update(command="train", resumed=resumed, compilation_cache=_cache_report())
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     summary["files"] = [str(out / f) for f in ("checkpoint.mfrnn", "metrics.json")] + summary.pop("plots")
     return summary
