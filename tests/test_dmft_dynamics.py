@@ -216,3 +216,13 @@ def test_float32_runs_without_nans():
     np.testing.assert_allclose(lam, ref.lyapunov, rtol=2e-3)
     np.testing.assert_allclose(tau_half[2:], ref.tau_half[2:], rtol=1e-4)
     np.testing.assert_allclose(tau_half[1], ref.tau_half[1], rtol=1e-3)
+
+
+def test_autocorrelation_carries_the_dmft_result_code():
+    # ReLU at g = 3: no finite Delta0. The code travels with the profile and `throw`
+    # raises, as for every other entry point.
+    ens = mfrnn.GaussianEnsemble(jnp.array([1.2, 3.0]), phi=mfrnn.ReLU())
+    ac = mfrnn.dmft_autocorrelation(ens, throw=False)
+    assert list(mfrnn.result_names(ac)) == ["successful", "static_not_converged"]
+    with pytest.raises(Exception, match="static"):
+        mfrnn.dmft_autocorrelation(ens)

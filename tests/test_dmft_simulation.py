@@ -39,12 +39,15 @@ def test_lyapunov_estimator_on_linear_network():
     J = 0.45 * (a + a.T) / np.sqrt(2)
     net = mfrnn.DenseNetwork(jnp.asarray(J), phi=mfrnn.Linear())
     est = mfrnn.lyapunov_exponents(
-        net, jnp.asarray(rng.normal(size=30)), dt=0.1, n_steps=20000, n_exponents=3
+        net, jnp.asarray(rng.normal(size=30)), dt=0.1, n_steps=20000, n_exponents=3,
+        key=jax.random.key(0),
     )
     exact = np.sort(np.linalg.eigvalsh(J))[::-1][:3] - 1.0
     np.testing.assert_allclose(est.exponents, exact, atol=2e-3)  # O(1/T) convergence
     with pytest.raises(ValueError, match="x0"):
-        mfrnn.lyapunov_exponents(net, jnp.zeros(3))
+        mfrnn.lyapunov_exponents(net, jnp.zeros(3), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="`key` is required"):
+        mfrnn.lyapunov_exponents(net, jnp.zeros(30))
 
 
 # N >= 2000 and three networks per point; N = 3000 at g = 2, where the finite-size bias
@@ -61,7 +64,8 @@ def test_theory_against_sampled_networks(g, n):
         net = mfrnn.to_dtype(ens.sample(n, key=k_net), jnp.float32)
         x0 = jax.random.normal(k_x0, (n,), jnp.float32)
         est = mfrnn.lyapunov_exponents(
-            net, x0, dt=0.2, n_steps=1000, transient_steps=150, renorm_every=1, save_states=True
+            net, x0, dt=0.2, n_steps=1000, transient_steps=150, renorm_every=1, save_states=True,
+            key=jax.random.fold_in(k_x0, 1),
         )
         ac = mfrnn.activity_autocorrelation(est.xs, 0.2, max_lag=40.0)
         measured.append([float(ac.delta0), float(ac.tau_half), float(est.exponents[0])])

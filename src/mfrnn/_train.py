@@ -230,7 +230,10 @@ def run_trials(
     batch, n_steps, _ = u.shape
     dtype = model.bias.dtype
     u = u.astype(dtype)
+    if noise_std > 0 and key is None:
+        raise ValueError("`key` is required when `noise_std` > 0: it draws the noise.")
     if noise_std > 0 or solver == "diffrax":
+        # Without noise diffrax's per-trial keys are never drawn from.
         keys = jr.split(jr.key(0) if key is None else key, batch)
 
     if solver == "diffrax":
@@ -285,7 +288,9 @@ def _outputs(model, u, *, dt, noise_std=0.0, key=None, solver="euler"):
         model = model.as_dense()
     batch = u.shape[0]
     dtype = model.bias.dtype
-    keys = jr.split(jr.key(0) if key is None else key, batch) if noise_std > 0 else None
+    if noise_std > 0 and key is None:
+        raise ValueError("`key` is required when `noise_std` > 0: it draws the noise.")
+    keys = jr.split(key, batch) if noise_std > 0 else None
     z = euler_readout(model, jnp.swapaxes(u.astype(dtype), 0, 1), dt,
                       jnp.zeros((batch, model.n), dtype), keys=keys, noise_std=noise_std)
     return jnp.swapaxes(z, 0, 1)

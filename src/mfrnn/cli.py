@@ -309,14 +309,14 @@ def _dmft(args) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    ac = mfrnn.dmft_autocorrelation(ensemble, sol)
+    ac = mfrnn.dmft_autocorrelation(ensemble, sol, throw=False)
     tau_max = 6 * result["tau_half"] if result["regime"] == "chaotic" else 20.0
     lags = np.linspace(0.0, tau_max, 400)
     sim = None
     if args.simulate is not None:
         if args.t1 <= 50:
             raise ValueError(f"`--t1` must exceed the 50-unit transient, got {args.t1}.")
-        k_net, k_x0 = jax.random.split(jax.random.key(args.seed))
+        k_net, k_x0, k_tangent = jax.random.split(jax.random.key(args.seed), 3)
         network = ensemble.sample(args.simulate, key=k_net)
         # float32 simulation: half the memory traffic of J; the theory stays float64.
         network = mfrnn.to_dtype(network, jnp.float32)
@@ -324,7 +324,7 @@ def _dmft(args) -> dict:
         dt = 0.2
         est = mfrnn.lyapunov_exponents(
             network, x0, dt=dt, n_steps=int((args.t1 - 50) / dt), transient_steps=int(50 / dt),
-            renorm_every=1, save_states=True,
+            renorm_every=1, save_states=True, key=k_tangent,
         )
         sim = mfrnn.activity_autocorrelation(est.xs, dt, max_lag=tau_max)
         result["simulation"] = {

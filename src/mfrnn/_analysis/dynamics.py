@@ -139,7 +139,7 @@ def lyapunov_exponents(
     - `n_exponents`: how many exponents (1: the maximal one).
     - `renorm_every`: steps between QR re-orthonormalisations.
     - `inputs`: the `args` of the vector field (a function of time), or None.
-    - `key`: for the random initial tangent vectors.
+    - `key`: for the random initial tangent vectors (required).
     - `save_states`: also return the states at every renormalisation.
 
     The state keeps the dtype of `x0`: float32 halves the memory traffic of a large
@@ -155,7 +155,8 @@ def lyapunov_exponents(
         raise ValueError("`n_steps` must be >= `renorm_every` >= 1.")
     if not dt > 0:
         raise ValueError(f"`dt` must be positive, got {dt}.")
-    key = jax.random.key(0) if key is None else key
+    if key is None:
+        raise ValueError("`key` is required: it draws the random initial tangent vectors.")
     vf = lambda t, x: network(t, x, inputs).astype(x.dtype)
 
     def rk4(t, x):

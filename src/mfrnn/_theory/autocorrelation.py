@@ -23,7 +23,14 @@ from .._chebyshev import (
 )
 from .._ensembles import GaussianEnsemble
 from .._nonlinearities import AbstractQuadratureNonlinearity
-from .._solution import CHAOTIC, DMFTSolution, summary_repr, vmap_batch
+from .._solution import (
+    CHAOTIC,
+    DMFTSolution,
+    raise_if_failed,
+    RESULTS,
+    summary_repr,
+    vmap_batch,
+)
 from .dmft import solve_dmft
 
 
@@ -40,6 +47,7 @@ class Autocorrelation(eqx.Module):
     - `tau_half`: lag where `Delta - Delta_inf` has fallen to half of `Delta0 - Delta_inf`
       (NaN outside the chaotic regime).
     - `tail_rate`: `Delta - Delta_inf ~ exp(-tail_rate tau)` at large tau.
+    - `result`: [`mfrnn.RESULTS`][] code of the DMFT solution it was built from.
     - the remaining fields are the spectral node data the profile is evaluated from.
 
     Fields carry the batch shape of the ensemble grid; `ac(tau)` returns
@@ -56,6 +64,7 @@ class Autocorrelation(eqx.Module):
     tau_nodes: Float[Array, "*batch order"]
     y_nodes: Float[Array, "*batch order"]
     chaotic: Bool[Array, "*batch"]
+    result: RESULTS
 
     def __call__(self, tau: ArrayLike) -> Array:
         def single(ac):
@@ -226,6 +235,7 @@ def dmft_autocorrelation(
     solution: DMFTSolution | None = None,
     *,
     order: int = 96,
+    throw: bool = True,
 ) -> Autocorrelation:
     """The DMFT autocorrelation Delta(tau) of a random network, with tau_half and the
     tail rate `sqrt(1 - g^2 [phi']_{Delta0, Delta_inf})` (docs/theory/dmft.md).
@@ -236,6 +246,7 @@ def dmft_autocorrelation(
     - `solution`: its [`mfrnn.solve_dmft`][] solution, solved here when not given.
     - `order`: number of Chebyshev nodes of the profile (spectral accuracy; 96 gives
       tau(Delta) to ~1e-12 for tanh up to g = 5).
+    - `throw`: raise if the DMFT solution of a point failed; else check `result`.
 
     **Returns:** an [`mfrnn.Autocorrelation`][]: call it on an array of lags to get
     Delta(tau). Outside the chaotic regime Delta(tau) = Delta0 and tau_half, tail_rate
@@ -247,7 +258,7 @@ def dmft_autocorrelation(
     ```
     """
     if solution is None:
-        solution = solve_dmft(ensemble, throw=False)
+        solution = solve_dmft(ensemble, throw=throw)
     g, b, s_I = jnp.broadcast_arrays(ensemble.g, ensemble.bias, ensemble.input_std)
     phi = ensemble.phi
 
@@ -256,7 +267,7 @@ def dmft_autocorrelation(
         b, phi, solution.delta0, solution.delta_inf, chaotic, order, g.ndim
     )
 
-    def single(g_, b_, s_, d0, d_inf, chaotic, averages):
+    def single(g_, b_, s_, d0, d_inf, chaotic, averages, result):
         nodes = profile_nodes(g_, b_, s_**2, phi, d0, d_inf, chaotic, order, averages)
         nan = jnp.asarray(jnp.nan, d0.dtype)
         return Autocorrelation(
@@ -268,8 +279,10 @@ def dmft_autocorrelation(
             tau_nodes=jnp.where(chaotic, nodes["tau"], 0.0),
             y_nodes=jnp.where(chaotic, nodes["y"], 0.0),
             chaotic=chaotic,
+            result=result,
         )
 
-    return vmap_batch(single, g.ndim)(
-        g, b, s_I, solution.delta0, solution.delta_inf, chaotic, averages
+    out = vmap_batch(single, g.ndim)(
+        g, b, s_I, solution.delta0, solution.delta_inf, chaotic, averages, solution.result
     )
+    return raise_if_failed(out, lambda a: a.delta0) if throw else out

@@ -404,7 +404,7 @@ def _solve(ensemble: RandomModeEnsemble, n_grid: int, n_freq: int, spectra: bool
     g = ensemble.g
     gauss = GaussianEnsemble(g, jnp.zeros_like(g), jnp.zeros_like(g), phi=ensemble.phi)
     sol = solve_dmft(gauss, throw=False)
-    ac = dmft_autocorrelation(gauss, sol)
+    ac = dmft_autocorrelation(gauss, sol, throw=False)
     return _assemble(ensemble, sol, ac, n_grid, n_freq, spectra)
 
 
