@@ -400,14 +400,14 @@ def zero_mean_library(G, Y):
     ens = mfrnn.LowRankEnsemble.rank_one(
         sigma_mn=jnp.asarray(Y), sigma_m=SIGMA_M, sigma_n=SIGMA_N, g=jnp.asarray(G), phi=PHI_J
     )
-    return mfrnn.phase_diagram(ens)
+    return mfrnn.phase_diagram(ens, throw=False)
 
 
 def mo_means_library(G, Y):
     ens = mfrnn.LowRankEnsemble.rank_one(
         mean_m=1.1, mean_n=jnp.asarray(Y), sigma_m=1.0, sigma_n=1.0, g=jnp.asarray(G), phi=PHI_J
     )
-    return mfrnn.phase_diagram(ens)
+    return mfrnn.phase_diagram(ens, throw=False)
 
 
 def mo_means_point(g, mean_n):
@@ -419,7 +419,7 @@ def mixture_input_library(G, Y):
         rank=1, n_inputs=1, fractions=MIX_FRACTIONS, means=MIX_MEANS, covs=MIX_COVS,
         g=jnp.asarray(G), phi=PHI_J,
     )
-    return mfrnn.phase_diagram(ens, inputs=jnp.asarray(Y)[..., None])
+    return mfrnn.phase_diagram(ens, inputs=jnp.asarray(Y)[..., None], throw=False)
 
 
 def mixture_input_point(g, u):

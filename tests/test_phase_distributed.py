@@ -26,7 +26,7 @@ import mfrnn
 assert jax.device_count() == 2 and jax.local_device_count() == 1
 G, S = jnp.meshgrid(jnp.array([0.5, 2.5, 1.0]), jnp.array([0.5, 2.5, 1.5]), indexing="ij")
 ens = mfrnn.LowRankEnsemble.rank_one(sigma_mn=S, sigma_n=3.0, g=G, phi=mfrnn.Tanh(order=61))
-pd = mfrnn.phase_diagram(ens)
+pd = mfrnn.phase_diagram(ens, throw=False)
 print("RESULT", json.dumps(dict(phase=pd.phase.tolist(), kappa=pd.kappa.tolist())), flush=True)
 jax.distributed.shutdown()
 """
@@ -58,7 +58,7 @@ def test_phase_diagram_over_two_processes_equals_one():
     ]
     G, S = jnp.meshgrid(jnp.array([0.5, 2.5, 1.0]), jnp.array([0.5, 2.5, 1.5]), indexing="ij")
     ens = mfrnn.LowRankEnsemble.rank_one(sigma_mn=S, sigma_n=3.0, g=G, phi=mfrnn.Tanh(order=61))
-    single = mfrnn.phase_diagram(ens)
+    single = mfrnn.phase_diagram(ens, throw=False)
     for r in results:  # both processes hold the whole diagram
         np.testing.assert_array_equal(r["phase"], single.phase)
         np.testing.assert_allclose(r["kappa"], single.kappa, rtol=1e-12, atol=1e-14)

@@ -72,7 +72,7 @@ def test_labels_agree_with_an_independent_scipy_loop():
         sigma_mn=jnp.asarray(S), sigma_m=bench.SIGMA_M, sigma_n=bench.SIGMA_N,
         g=jnp.asarray(G), phi=PHI,
     )
-    pd = mfrnn.phase_diagram(ens)
+    pd = mfrnn.phase_diagram(ens, throw=False)
     theirs = np.array([[bench.scipy_point(a, b)[0] for b in s] for a in g])
     ours = np.asarray(pd.phase)
     both = (theirs >= 0) & np.asarray(pd.success)
@@ -85,10 +85,12 @@ def test_failed_cells_get_their_own_label_and_nan():
     ens = mfrnn.LowRankEnsemble.rank_one(
         sigma_mn=jnp.array([0.5, 2.5]), sigma_n=3.0, g=jnp.array([2.5, 2.5]), phi=PHI
     )
-    pd = mfrnn.phase_diagram(ens, max_steps=1)  # Newton cannot converge in one step
+    pd = mfrnn.phase_diagram(ens, max_steps=1, throw=False)  # Newton cannot converge
     assert mfrnn.PHASE_NAMES[-1] == "failed"
     assert np.all(np.asarray(pd.phase) == -1) and not np.any(np.asarray(pd.success))
     assert np.all(np.isnan(np.asarray(pd.kappa))) and np.all(np.isnan(np.asarray(pd.delta0)))
+    with pytest.raises(Exception, match="did not converge"):  # the default, as everywhere
+        mfrnn.phase_diagram(ens, max_steps=1)
     with pytest.raises(ValueError, match="empty"):
         mfrnn.phase_diagram(mfrnn.LowRankEnsemble.rank_one(g=jnp.zeros(0), phi=PHI))
 

@@ -15,7 +15,7 @@ point with [`mfrnn.solution_at`][], or read every point at once with
 [`mfrnn.result_names`][] and [`mfrnn.result_messages`][] (NumPy arrays of strings).
 
 ```python
-pd = mfrnn.phase_diagram(ens)                  # a (G, S) grid
+pd = mfrnn.phase_diagram(ens, throw=False)     # a (G, S) grid, failures kept
 mfrnn.result_names(pd)[i, j]                   # "successful", "chaotic_not_converged", ...
 mfrnn.result_messages(pd)[i, j]                # "" where successful, else the message
 point = mfrnn.solution_at(pd, i, j)            # every field at (i, j), `result` included

@@ -571,7 +571,7 @@ def _lowrank(args) -> dict:
         values[sweep[0]] = sweep[1]
     start = time.perf_counter()
     ensemble = _lowrank_ensemble(args, mfrnn, values["g"], values["sigma_mn"], args.order)
-    pd = jax.device_get(mfrnn.phase_diagram(ensemble))  # one transfer; then numpy
+    pd = jax.device_get(mfrnn.phase_diagram(ensemble, throw=False))  # one transfer
     if sweep is not None:
         name, axis = sweep
         points = [
@@ -612,7 +612,7 @@ def _phase(args) -> dict:
     start = time.perf_counter()
     print(f"mfrnn phase: solving {G.size} grid points...", file=sys.stderr, flush=True)
     ens = _lowrank_ensemble(args, mfrnn, jnp.asarray(G), jnp.asarray(S), args.order)
-    pd = mfrnn.phase_diagram(ens)
+    pd = mfrnn.phase_diagram(ens, throw=False)  # failed cells are drawn as such
     phase = np.asarray(pd.phase)
     seconds = time.perf_counter() - start
 

@@ -73,7 +73,7 @@ def compare_lowrank(
         )
     if n_networks < 1:
         raise ValueError(f"`n_networks` must be positive, got {n_networks}.")
-    theory = phase_diagram(ensemble, inputs=inputs)
+    theory = phase_diagram(ensemble, inputs=inputs, throw=False)  # `success` reported
     labels = (
         ensemble.population_labels(n)
         if isinstance(ensemble, MixtureEnsemble)

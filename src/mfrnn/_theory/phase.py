@@ -325,7 +325,7 @@ def phase_diagram(
     atol: float | None = None,
     max_steps: int = 24,
     shard: bool = True,
-    throw: bool = False,
+    throw: bool = True,
 ) -> PhaseDiagram:
     """Phases and order parameters over a parameter grid.
 
@@ -343,11 +343,13 @@ def phase_diagram(
     - `inputs`: constant inputs, broadcast against the grid.
     - `rtol`, `atol`, `max_steps`: Newton settings.
     - `shard`: with several devices, split each batch across them (jax.sharding).
-    - `throw`: raise if any point failed (default False: check `success`).
+    - `throw`: raise if any point failed, as every entry point does; with `False`,
+      failed points get the label -1 (check `success` and `result`).
 
     ```python
     G, S = jnp.meshgrid(jnp.linspace(0.2, 3, 40), jnp.linspace(0, 3, 40), indexing="ij")
-    pd = mfrnn.phase_diagram(mfrnn.LowRankEnsemble.rank_one(sigma_mn=S, sigma_n=3.0, g=G))
+    ens = mfrnn.LowRankEnsemble.rank_one(sigma_mn=S, sigma_n=3.0, g=G)
+    pd = mfrnn.phase_diagram(ens, throw=False)  # a large grid: keep the failed cells
     ```
     """
     rtol, atol = check_common(ensemble, rtol, atol, max_steps)
