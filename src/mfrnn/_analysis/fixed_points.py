@@ -2,7 +2,8 @@
 2013), in the latent space of low-rank networks, and continued along an input.
 
 The search minimises `q(x) = |F(x)|^2 / 2`, `F = dx/dt`, by L-BFGS from many initial
-states at once (vmapped), polishes the candidates with small q by Newton on `F = 0`,
+states at once (one batched computation; states that are done leave the batch), polishes
+one representative of each group of candidates with small q by Newton on `F = 0`,
 removes duplicates and linearises every point. Points where Newton reaches `F = 0` are
 *fixed*; local minima of q with q > 0 are *slow* points.
 """
@@ -139,11 +140,9 @@ def _drive(x, args):
     return network.drive(None, x, u)
 
 
-def _masked_drive(x, args):
-    # Candidates not being polished solve 0 = 0 and stop at once, so the vmapped Newton
-    # loop runs only as long as the polished ones need.
-    network, u, attempt = args
-    return jnp.where(attempt, network.drive(None, x, u), 0.0)
+@eqx.filter_jit
+def _field(network, u, xs):
+    return jax.vmap(lambda x: network(None, x, u))(xs)
 
 
 def _q_drive(x, args):
@@ -151,52 +150,231 @@ def _q_drive(x, args):
     return 0.5 * jnp.sum(_drive(x, args) ** 2)
 
 
+_HISTORY = 10  # L-BFGS pairs kept per state
+_CHUNK = 64  # L-BFGS steps between compactions of the batch on the host
+
+
+class _SearchState(eqx.Module):
+    """Batched L-BFGS state of every initial state (leading axis: the state)."""
+
+    x: Array
+    q: Array
+    grad: Array
+    s: Array  # (batch, history, n): steps
+    y: Array  # (batch, history, n): gradient changes
+    rho: Array  # (batch, history): 1 / s.y, 0 for an empty or rejected pair
+    gamma: Array  # initial inverse-Hessian scale s.y / y.y of the newest pair
+    done: Array
+    near: Array  # q <= polish_q: handed to Newton
+
+
 @eqx.filter_jit
-def _candidates(network, x0s, u, rtol, atol, max_steps, polish_q, newton_tol, newton_steps):
-    """Minimise q from every initial state, then Newton where q is small (vmapped)."""
+def _search_start(network, u, x0s, polish_q):
+    q, grad = jax.vmap(jax.value_and_grad(_q_drive), in_axes=(0, None))(x0s, (network, u))
+    b, n = x0s.shape
+    near = q <= polish_q
+    gamma = 1.0 / jnp.maximum(1.0, jnp.linalg.norm(grad, axis=1))  # first step of length <= 1
+    return _SearchState(x0s, q, grad, jnp.zeros((b, _HISTORY, n), x0s.dtype),
+                        jnp.zeros((b, _HISTORY, n), x0s.dtype),
+                        jnp.zeros((b, _HISTORY), x0s.dtype), gamma, near, near)
+
+
+def _two_loop(grad, s, y, rho, gamma, newest):
+    """-H grad by the L-BFGS two-loop recursion, one state; `newest` indexes the ring."""
+    order = (newest - jnp.arange(_HISTORY)) % _HISTORY
+
+    def back(r, i):
+        a = rho[i] * jnp.dot(s[i], r)
+        return r - a * y[i], a
+
+    r, alphas = jax.lax.scan(back, grad, order)
+
+    def forward(r, ia):
+        i, a = ia
+        return r + s[i] * (a - rho[i] * jnp.dot(y[i], r)), None
+
+    r, _ = jax.lax.scan(forward, gamma * r, (order[::-1], alphas[::-1]))
+    return -r
+
+
+@eqx.filter_jit
+def _search_chunk(network, u, state, step0, n_steps, rtol, atol, polish_q):
+    """Up to `n_steps` L-BFGS steps (Armijo backtracking) on all states at once, as one
+    batched computation (matrix-matrix products), until every state is done."""
     args = (network, u)
-    tau = network.tau
-    minimiser = optx.LBFGS(rtol=rtol, atol=atol)
+    value_and_grad = jax.vmap(jax.value_and_grad(_q_drive), in_axes=(0, None))
+    dot = lambda a, b: jnp.sum(a * b, axis=-1)
+
+    def body(carry):
+        k, st = carry
+        newest = (step0 + k - 1) % _HISTORY
+        d = jax.vmap(_two_loop, in_axes=(0, 0, 0, 0, 0, None))(
+            st.grad, st.s, st.y, st.rho, st.gamma, newest)
+        slope = dot(st.grad, d)
+        # A direction that is no descent (stale curvature): restart along -grad.
+        bad = ~(slope < 0)
+        d = jnp.where(bad[:, None], -st.gamma[:, None] * st.grad, d)
+        slope = jnp.where(bad, -st.gamma * dot(st.grad, st.grad), slope)
+
+        def ls_cond(c):
+            i, t, ok, *_ = c
+            return (i < 40) & jnp.any(~ok)
+
+        def ls_body(c):
+            i, t, ok, x1, q1, g1 = c
+            xt = st.x + t[:, None] * d
+            qt, gt = value_and_grad(xt, args)
+            new = ~ok & (qt <= st.q + 1e-4 * t * slope)
+            pick = lambda a, b: jnp.where(new.reshape(new.shape + (1,) * (a.ndim - 1)), b, a)
+            t = jnp.where(ok | new, t, 0.5 * t)
+            return i + 1, t, ok | new, pick(x1, xt), pick(q1, qt), pick(g1, gt)
+
+        _, t, moved, x1, q1, g1 = jax.lax.while_loop(
+            ls_cond, ls_body,
+            (0, jnp.ones_like(st.q), st.done, st.x, st.q, st.grad))
+        s, y = x1 - st.x, g1 - st.grad
+        sy = dot(s, y)
+        # Curvature pairs only where s.y > 0 (else rho = 0 drops the pair).
+        size = jnp.linalg.norm(s, axis=1) * jnp.linalg.norm(y, axis=1)
+        good = moved & ~st.done & (sy > 1e-12 * size)
+        slot = (step0 + k) % _HISTORY
+        rho = st.rho.at[:, slot].set(jnp.where(good, 1.0 / jnp.where(good, sy, 1.0), 0.0))
+        s_hist = st.s.at[:, slot].set(s)
+        y_hist = st.y.at[:, slot].set(y)
+        gamma = jnp.where(good, sy / jnp.where(good, dot(y, y), 1.0), st.gamma)
+        near = q1 <= polish_q
+        # Cauchy termination as optimistix's: step and change of q both within tolerance;
+        # a line search that finds no decrease is at q's floor in this precision.
+        x_small = jnp.max(jnp.abs(s) / (atol + rtol * jnp.abs(x1)), axis=1) < 1
+        q_small = jnp.abs(q1 - st.q) < atol + rtol * jnp.abs(q1)
+        done = st.done | near | (x_small & q_small) | ~moved
+        near = st.near | (near & ~st.done)
+        st = _SearchState(x1, q1, g1, s_hist, y_hist, rho, gamma, done, near)
+        return k + 1, st
+
+    def cond(carry):
+        k, st = carry
+        return (k < n_steps) & jnp.any(~st.done)
+
+    k, state = jax.lax.while_loop(cond, body, (0, state))
+    return state, k
+
+
+def _bucket(k: int) -> int:
+    # Batch sizes are powers of two, so compaction compiles a handful of shapes at most.
+    return max(8, 1 << (k - 1).bit_length())
+
+
+def _minimise(network, u, x0s, rtol, atol, max_steps, polish_q):
+    """L-BFGS on q from every state; returns the batched end state and the states that
+    ran out of steps. Done states are dropped from the batch as it empties (the vmapped
+    loop would otherwise run every state for as long as the slowest one)."""
+    full = _search_start(network, u, x0s, polish_q)
+    active = np.flatnonzero(~np.asarray(full.done))
+    steps, size = 0, _bucket(x0s.shape[0])
+    while active.size and steps < max_steps:
+        # Shrink the batch only by 8x or more, and not below 64: each new size compiles.
+        if _bucket(active.size) * 8 <= size and size > 64:
+            size = max(64, _bucket(active.size))
+        size = max(size, _bucket(active.size))
+        idx = np.concatenate([active, np.full(size - active.size, active[-1])])
+        sub = jtu.tree_map(lambda a: a[idx], full)
+        # Arrays, not Python ints: filter_jit would recompile for every value.
+        sub, k = _search_chunk(network, u, sub, jnp.asarray(steps),
+                               jnp.asarray(min(_CHUNK, max_steps - steps)), rtol, atol, polish_q)
+        steps += int(k)
+        real = jnp.asarray(active)
+        full = jtu.tree_map(lambda a, b: a.at[real].set(b[: active.size]), full, sub)
+        active = active[~np.asarray(sub.done[: active.size])]
+    return full, active
+
+
+@eqx.filter_jit
+def _polish_dense(network, u, x0s, newton_tol, newton_steps):
+    """Newton on F = 0 from every candidate at once, with the analytic Jacobian
+    `(-1 + J diag(phi'(x))) / tau` and a batched LU (optimistix's Newton would build the
+    Jacobian from N Jacobian-vector products per candidate). A candidate stops when its
+    step is within `tol (1 + |x|)`, as optimistix's Cauchy test with rtol = atol = tol."""
+    field = jax.vmap(lambda x: network(None, x, u))
+
+    def body(c):
+        k, x, done, ok = c
+        step = jnp.linalg.solve(jax.vmap(network.jacobian)(x), field(x)[..., None])[..., 0]
+        x_new = jnp.where(done[:, None], x, x - step)
+        small = jnp.max(jnp.abs(step) / (newton_tol + newton_tol * jnp.abs(x_new)), axis=1) < 1
+        finite = jnp.all(jnp.isfinite(x_new), axis=1)
+        return k + 1, x_new, done | small | ~finite, jnp.where(done, ok, small & finite)
+
+    def cond(c):
+        k, _, done, _ = c
+        return (k < newton_steps) & jnp.any(~done)
+
+    falses = jnp.zeros(x0s.shape[0], bool)
+    _, x, _, ok = jax.lax.while_loop(cond, body, (0, x0s, falses, falses))
+    finite = jnp.all(jnp.isfinite(x), axis=1)
+    code = jnp.where(finite, RESULTS.nonlinear_max_steps_reached._value,
+                     RESULTS.nonlinear_divergence._value)
+    return jnp.where(ok[:, None], x, x0s), ok, jnp.where(ok, 0, code)
+
+
+@eqx.filter_jit
+def _polish(network, u, x0s, newton_tol, newton_steps):
+    """Newton on F = 0 from each candidate (vmapped; a handful of distinct candidates)."""
     newton = optx.Newton(rtol=newton_tol, atol=newton_tol, linear_solver=_linear_solver(network))
 
     def one(x0):
-        sol = optx.minimise(_q_drive, minimiser, x0, args=args, max_steps=max_steps, throw=False)
-        x = sol.value
-        minimised = RESULTS.promote(sol.result)
-        q_min = _q_drive(x, args) / tau**2
-        attempt = q_min <= polish_q
-        root = optx.root_find(_masked_drive, newton, x, args=(network, u, attempt),
-                              max_steps=newton_steps, throw=False)
-        polished = attempt & (root.result == optx.RESULTS.successful)
-        polished = polished & jnp.all(jnp.isfinite(root.value))
-        x_out = jnp.where(polished, root.value, x)
-        failed_newton = attempt & ~polished
-        result = RESULTS.where(
-            minimised == RESULTS.successful,
-            RESULTS.where(failed_newton, RESULTS.promote(root.result), RESULTS.successful),
-            minimised,
-        )
-        f = _drive(x_out, args) / tau
-        return x_out, polished, f, result
+        root = optx.root_find(_drive, newton, x0, args=(network, u), max_steps=newton_steps,
+                              throw=False)
+        ok = (root.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(root.value))
+        return jnp.where(ok, root.value, x0), ok, RESULTS.promote(root.result)._value
 
     return jax.vmap(one)(x0s)
 
 
+def _candidates(network, u, x0s, rtol, atol, max_steps, polish_q, newton_tol, newton_steps,
+                unique_tol):
+    """Minimise q from every initial state, then Newton from one representative of each
+    group of candidates with small q (host-driven; the arrays are per initial state)."""
+    state, unfinished = _minimise(network, u, x0s, rtol, atol, max_steps, polish_q)
+    xs = np.array(state.x)
+    near = np.asarray(state.near) | (np.asarray(state.q) <= polish_q)
+    polished = np.zeros(xs.shape[0], bool)
+    codes = np.zeros(xs.shape[0], int)
+    codes[unfinished] = RESULTS.nonlinear_max_steps_reached._value
+    attempt = np.flatnonzero(near)
+    if attempt.size:
+        # Polish each distinct candidate once: many states end near the same point.
+        reps, _, owner = _unique(xs[attempt], np.arange(attempt.size), unique_tol)
+        idx = np.concatenate([reps, np.full(_bucket(reps.size) - reps.size, reps[-1])])
+        polish = _polish if _is_pure_low_rank(network) else _polish_dense
+        roots, ok, res = polish(network, u, jnp.asarray(xs[attempt][idx]), newton_tol,
+                                newton_steps)
+        roots, ok = np.asarray(roots)[owner], np.asarray(ok)[owner]
+        res = np.asarray(res)[owner]
+        xs[attempt] = np.where(ok[:, None], roots, xs[attempt])
+        polished[attempt] = ok
+        codes[attempt] = np.where(ok, 0, res)
+    return xs, polished, codes
+
+
 def _unique(points, order, tol):
-    """Greedy de-duplication in `order`: a point joins the first kept point within RMS
-    distance `tol`. Returns kept indices and, per kept point, how many joined it."""
-    kept, counts = [], []
+    """Greedy de-duplication in `order`: a point joins the nearest kept point within RMS
+    distance `tol`. Returns kept indices, per kept point how many joined it, and per
+    point (in `order`) which kept point it joined."""
+    kept, counts, owner = [], [], np.empty(len(order), int)
     n = points.shape[1]
-    for i in order:
+    for k, i in enumerate(order):
         if kept:
             d = np.sqrt(np.sum((points[kept] - points[i]) ** 2, axis=1) / n)
             j = int(np.argmin(d))
             if d[j] <= tol:
                 counts[j] += 1
+                owner[k] = j
                 continue
+        owner[k] = len(kept)
         kept.append(int(i))
         counts.append(1)
-    return np.asarray(kept, int), np.asarray(counts, int)
+    return np.asarray(kept, int), np.asarray(counts, int), owner
 
 
 def jacobian_eigenvalues(network: AbstractRateNetwork, x) -> np.ndarray:
@@ -220,7 +398,7 @@ def _assemble(network, u, xs, fixed, speed, results, order_key, unique_tol) -> F
     xs, fixed, speed = np.asarray(xs), np.asarray(fixed), np.asarray(speed)
     codes = np.asarray(results._value)
     order = np.lexsort((order_key, codes != 0, ~fixed))
-    keep, counts = _unique(xs, order, unique_tol)
+    keep, counts, _ = _unique(xs, order, unique_tol)
     points = jnp.asarray(xs[keep])
     # Linearise converged points only: an unconverged candidate is no point of the field
     # (and O(N^3) each would dominate the cost when many fail).
@@ -261,12 +439,14 @@ def find_fixed_points(
 ) -> FixedPoints:
     """Fixed and slow points of `network` under the constant input `inputs`.
 
-    From every initial state, L-BFGS (optimistix) minimises `q(x) = |F(x)|^2 / 2` with
-    `F = dx/dt` (all states at once, vmapped). Candidates with `q <= polish_q` are
-    polished by Newton on `F = 0` (optimistix; for low-rank networks matrix-free, O(N R)
-    per step). A candidate is a *fixed* point when Newton converges with
-    `max |F| <= fixed_tol`, else a *slow* point (a local minimum of q). Duplicates within
-    RMS distance `unique_tol` are merged, and each point is linearised.
+    From every initial state, L-BFGS minimises `q(x) = |F(x)|^2 / 2` with `F = dx/dt`
+    (all states at once as one batched computation, until q <= polish_q or q is
+    stationary; done states leave the batch). Candidates with `q <= polish_q` are grouped
+    within `unique_tol` and one per group is polished by Newton on `F = 0` (optimistix;
+    for low-rank networks matrix-free, O(N R) per step). A candidate is a *fixed* point
+    when Newton converges with `max |F| <= fixed_tol`, else a *slow* point (a local
+    minimum of q). Duplicates within RMS distance `unique_tol` are merged, and each point
+    is linearised.
 
     **Arguments:**
 
@@ -274,7 +454,7 @@ def find_fixed_points(
     - `initial_states`: (n_states, n), e.g. from [`mfrnn.trajectory_states`][].
     - `inputs`: a constant input u (n_in,), or None.
     - `rtol`, `atol`: L-BFGS tolerances on `tau^2 q` (default 1e-10 in float64).
-    - `max_steps`: L-BFGS steps; `newton_steps`: Newton steps.
+    - `max_steps`: L-BFGS steps per state; `newton_steps`: Newton steps.
     - `polish_q`: largest q that is polished (default `1e-8 / tau^2` in float64).
     - `fixed_tol`: largest `max |F|` of a fixed point (default 1e-10 in float64).
     - `unique_tol`: RMS distance under which two points are the same.
@@ -319,12 +499,15 @@ def find_fixed_points(
     for name, value in (("max_steps", max_steps), ("newton_steps", newton_steps)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    xs, polished, f, results = _candidates(
-        network, x0s, u, rtol, atol, max_steps, polish_q, _newton_tolerance(dtype), newton_steps
+    xs, polished, codes = _candidates(
+        network, u, x0s, rtol, atol, max_steps, polish_q * tau2, _newton_tolerance(dtype),
+        newton_steps, unique_tol,
     )
-    speed = jnp.linalg.norm(f, axis=1)
-    fixed = polished & (jnp.max(jnp.abs(f), axis=1) <= fixed_tol)
-    fps = _assemble(network, u, xs, fixed, speed, results, np.asarray(speed), unique_tol)
+    f = np.asarray(_field(network, u, jnp.asarray(xs)))
+    speed = np.linalg.norm(f, axis=1)
+    fixed = polished & (np.max(np.abs(f), axis=1) <= fixed_tol)
+    results = jtu.tree_map(lambda _: jnp.asarray(codes, jnp.int32), RESULTS.successful)
+    fps = _assemble(network, u, xs, fixed, speed, results, speed, unique_tol)
     if throw:
         fps = eqx.tree_at(
             lambda s: s.points, fps,
@@ -471,7 +654,7 @@ def find_latent_fixed_points(
             raise RuntimeError("`find_latent_fixed_points`: Newton converged from no guess.")
         ok[:] = False
     kappa_ok = kappa_np[ok]
-    keep, _ = _unique(kappa_ok, np.argsort(np.sum(kappa_ok**2, axis=1)),
+    keep, _, _ = _unique(kappa_ok, np.argsort(np.sum(kappa_ok**2, axis=1)),
                       unique_tol / np.sqrt(network.rank))
     kappa_ok = jnp.asarray(kappa_ok[keep])
     xs = drive[None, :] + kappa_ok @ network.m.T
