@@ -3,6 +3,13 @@ mfrnn (vmapped, jitted) against a numpy/scipy loop doing the same integrals in t
 run, and the simulation-side estimator at N = 4000.
 
     python benchmarks/bench_dimension.py [--quick] [--out benchmarks/results/dimension.json]
+    python benchmarks/bench_dimension.py --finite-size [--sizes 1000 2000 4000 8000]
+
+`--finite-size` (slow: about an hour on 2 cores) measures instead the gap between simulated
+and theoretical PR^phi against N (tanh, g_eff = 2, effective ranks inf, 1 and 0.25, the
+exponential spectrum of the paper, alpha = 1 below rank 1) with `compare_dimension`
+(key 7, 8 trajectories x 40 tau after 40 tau, Tsit5 at dt = 0.5; 16, 8, 4, 4 networks
+at N = 1000, 2000, 4000, 8000) and writes benchmarks/results/dimension_finite_size.json.
 
 Work (issue 12): PR^phi / N and PR^x / N for 64 values of g in [1.1, 4] x 64 effective
 ranks in [0.01, 100] (tanh).
@@ -109,11 +116,51 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+def finite_size(sizes, out):
+    """Simulated / theoretical PR^phi against N (see the module docstring)."""
+    results = {"g": 2.0, "phi": "tanh", "spectrum": "exponential", "key": 7,
+               "n_trajectories": 8, "t_transient": 40.0, "t_block": 40.0, "dt": 0.5,
+               "device": str(jax.devices()[0]), "cpu_count": os.cpu_count(), "points": []}
+    for rank in (None, 1.0, 0.25):
+        ens = mfrnn.RandomModeEnsemble(2.0, rank, spectrum="exponential")
+        for n in sizes:
+            n_networks = max(4, 16000 // n)
+            start = time.perf_counter()
+            cmp = mfrnn.compare_dimension(
+                ens, n, key=jax.random.key(7), n_networks=n_networks, n_trajectories=8,
+                t_transient=40.0, t_block=40.0, dt=0.5, max_lag=15.0,
+            )
+            ratio = np.asarray(cmp.pr_phi) / float(cmp.theory.dimension.pr_phi)
+            point = {
+                "effective_rank": rank, "n": n, "n_networks": n_networks,
+                "ratio_mean": float(np.mean(ratio)),
+                "ratio_sem": float(np.std(ratio, ddof=1) / np.sqrt(n_networks)),
+                "ratio_median": float(np.median(ratio)), "ratios": ratio.tolist(),
+                "delta0_ratio": float(np.mean(cmp.delta0) / cmp.theory.dimension.delta0),
+                "seconds": time.perf_counter() - start,
+            }
+            results["points"].append(point)
+            print(f"rank {rank}, N = {n}: PR_sim / PR_theory = {point['ratio_mean']:.3f} "
+                  f"+- {point['ratio_sem']:.3f} ({n_networks} networks, "
+                  f"{point['seconds']:.0f} s)", flush=True)
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 x 8 grid, for tests")
-    parser.add_argument("--out", default="benchmarks/results/dimension.json")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--finite-size", action="store_true",
+                        help="simulated / theoretical PR against N instead (slow)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
     args = parser.parse_args()
+    if args.finite_size:
+        finite_size(args.sizes, args.out or "benchmarks/results/dimension_finite_size.json")
+        return
+    args.out = args.out or "benchmarks/results/dimension.json"
     n = 8 if args.quick else 64
     gs = np.linspace(1.1, 4.0, n)
     ranks = np.geomspace(0.01, 100.0, n)
