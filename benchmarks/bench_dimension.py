@@ -179,7 +179,7 @@ def main():
     results["mfrnn"] = {
         "first_call_s": t_first, "run_s": t_run, "compile_s": t_first - t_run,
         "meshgrid_call_s": t_mesh,
-        "all_converged": bool(np.all(np.asarray(sol.result._value) == 0)),
+        "all_converged": bool(np.all(mfrnn.result_codes(sol) == 0)),
         "max_half_resolution_change": float(np.nanmax(np.asarray(sol.error))),
         "meshgrid_max_abs_diff": float(np.nanmax(np.abs(np.asarray(sol_mesh.pr_phi) - pr_phi))),
     }

@@ -144,7 +144,7 @@ def test_low_rank_and_near_onset_limits(grid):
     np.testing.assert_allclose(d.pr_s[1], 1 / (2 + 1 / rank[0]))
     np.testing.assert_allclose(d.pr_s[1, 0], 0.5)
     # Every chaotic point converged (the half-resolution check).
-    assert np.all(np.asarray(d.result._value) == 0) and np.all(np.asarray(d.error)[1:] < 1e-6)
+    assert np.all(mfrnn.result_codes(d) == 0) and np.all(np.asarray(d.error)[1:] < 1e-6)
     # The quiescent row (g = 0.8): no activity, PR undefined, still successful.
     assert np.all(np.isnan(np.asarray(d.pr_phi)[0])) and not np.any(np.asarray(d.chaotic)[0])
     np.testing.assert_array_equal(np.asarray(d.delta0)[0], 0.0)
