@@ -262,14 +262,6 @@ def chaos_residual(y, args):
     return jnp.concatenate([e_kappa, jnp.stack([e_inf, energy])])
 
 
-def zero_chaos_residual(y, p):
-    """The chaotic equations with kappa held at 0 (where kappa = 0 solves its equation
-    exactly): unknowns (D_inf, log q) only."""
-    st = stats(p, jnp.zeros(p.rank, y.dtype))
-    energy, e_inf = potential_gap(p, st, y[0], jnp.exp(y[1]))
-    return jnp.stack([e_inf, energy])
-
-
 # ----------------------------------------------------------------------------------
 # Stability.
 
@@ -591,21 +583,8 @@ def solve_chaos(
     return _chaos_solution(p, kappa, d_inf, q, residual, ok)
 
 
-def solve_zero_chaos(p: Point, rtol, atol, max_steps):
-    """(D_inf, q, residual, ok) of the chaotic state with kappa = 0, for points where
-    kappa = 0 solves its equation exactly (the caller checks): two unknowns instead of
-    R + 2, and kappa's residual is 0."""
-    kappa0 = jnp.zeros(p.rank, p.means.dtype)
-    d_inf0, log_q0 = chaos_guess(p, kappa0)
-    sol = newton(zero_chaos_residual, jnp.stack([d_inf0, log_q0]), p, rtol, atol, max_steps)
-    d_inf, q = sol.value[0], jnp.exp(sol.value[1])
-    residual = jnp.max(jnp.abs(zero_chaos_residual(sol.value, p)))
-    ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
-    return d_inf, q, residual, ok & (d_inf >= -atol) & (q > 1e-10 * (1.0 + jnp.abs(d_inf)))
-
-
 def zero_chaos_solution(p: Point, d_inf, q, residual, ok) -> LowRankSolution:
-    """The kappa = 0 chaotic state of `p` from a `solve_zero_chaos` solution (possibly
+    """The kappa = 0 chaotic state of `p` from a chaotic solve with kappa held at 0 (possibly
     solved at another point with the same random-field statistics, hence the same
     residual)."""
     kappa = jnp.zeros(p.rank, p.means.dtype)

@@ -9,7 +9,8 @@ A diagram runs in stages, each one jit-compiled program over a dense batch of th
 that need it: fixed points everywhere (Newton from the default guesses); a trust-region
 retry where they look incomplete; the kappa = 0 chaotic state where no fixed point is
 stable (solved once per distinct random-field problem: it does not depend on the
-n-loadings when kappa = 0 solves its own equation); the kappa != 0 chaotic states where
+n-loadings when kappa = 0 solves its own equation, so it runs in the chaotic stage's
+program with the n-loadings zeroed); the kappa != 0 chaotic states where
 that one is unstable along kappa. Vmapped solvers run until their slowest point
 converges, so batching only the points that need a stage keeps every point's work to
 what it needs.
@@ -43,7 +44,6 @@ from .meanfield import (
     points,
     solve_chaos,
     solve_fixed_point,
-    solve_zero_chaos,
     static_linear_solver,
     static_residual,
     stats,
@@ -148,11 +148,9 @@ def _fixed_stage(p: Point, hint, rtol, atol, max_steps) -> _FixedStage:
     )
 
 
-def _zero_chaos_stage(p: Point, rtol, atol, max_steps):
-    return solve_zero_chaos(p, rtol, atol, max_steps)
-
-
-def _zero_chaos_state_stage(p: Point, d_inf, q, residual, ok) -> LowRankSolution:
+def _zero_chaos_state_stage(p: Point, delta_inf, q, residual, ok) -> LowRankSolution:
+    # delta_inf of the first population = L + D_inf, L at kappa = 0 from the inputs.
+    d_inf = delta_inf - stats(p, jnp.zeros(p.rank, p.means.dtype)).L[0]
     return zero_chaos_solution(p, d_inf, q, residual, ok)
 
 
@@ -161,10 +159,12 @@ def _chaos_stage(
 ) -> tuple[LowRankSolution, Float[Array, ""]]:
     """Chaotic states from `hint` (a fixed point's kappa, whose branch the chaotic one
     continues past g_C, or a converged neighbour's kappa on a retry, with its
-    (delta_inf, q) as `start`; where `hint` is 0, the first axis guess) and, from rank
-    two, from +kappa along each latent axis."""
+    (delta_inf, q) as `start`; where `hint` is 0, the first axis guess; where it is all
+    NaN, kappa = 0 itself) and, from rank two, from +kappa along each latent axis."""
     ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
+    held = jnp.all(jnp.isnan(hint))  # an all-NaN hint: kappa = 0, held by its equation
     hint = jnp.where(jnp.all(jnp.isfinite(hint)) & jnp.any(hint != 0), hint, ks[0])
+    hint = jnp.where(held, 0.0, hint)
     steps = min(max_steps, _CHAOS_STEPS)
     nan = jnp.full((2,), jnp.nan, start.dtype)
     if p.rank == 1:
@@ -454,8 +454,20 @@ def phase_diagram(
             keys[shared], axis=0, return_index=True, return_inverse=True
         )
         inverse = inverse.reshape(-1)
-        zero = _run(_zero_chaos_stage, flat, shared[first], settings=settings, n_dev=n_dev)
-        extra = tuple(x[inverse] for x in zero)
+        # The chaotic stage's own program (no second compilation) on the points with
+        # their n-loadings zeroed: the kappa = 0 state's equations do not involve n,
+        # and kappa = 0 becomes a well-conditioned root even where sigma_mn <phi'> = 1.
+        i_n = np.array(loading_index(R, flat.n_inputs)["n"])
+        means, covs = flat.means.copy(), flat.covs.copy()
+        means[..., i_n], covs[..., i_n, :], covs[..., :, i_n] = 0, 0, 0
+        no_n = eqx.tree_at(lambda t: (t.means, t.covs), flat, (means, covs))
+        reps = shared[first]
+        held = (np.full((reps.size, R), np.nan, dtype), np.full((reps.size, 2), np.nan, dtype))
+        zero, ok = _chaos_pick(*_run(_chaos_stage, no_n, reps, held, settings, n_dev, "chaos"),
+                               nonzero=False)
+        with np.errstate(invalid="ignore"):
+            q = zero.delta0[:, 0] - zero.delta_inf[:, 0]
+        extra = tuple(x[inverse] for x in (zero.delta_inf[:, 0], q, zero.residual, ok))
         sol = _run(_zero_chaos_state_stage, flat, shared, extra=extra, n_dev=n_dev)
         store(shared, sol, sol.result._value == 0)
     own = np.nonzero(need & ~zero_root)[0]
