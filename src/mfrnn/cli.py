@@ -270,13 +270,10 @@ def _dmft(args) -> dict:
         raise ValueError(f"`--input-std` must be non-negative, got {_shown(args.input_std)}.")
     if args.simulate is not None and not args.plot:
         raise ValueError("`--simulate` overlays a simulation on the plot: add `--plot`.")
-    values = {"g": args.g, "bias": args.bias, "input_std": args.input_std}
-    sweep = _sweep(args, tuple(values))
+    values, sweep = _sweep(args, ("g", "bias", "input_std"))
     if sweep is not None and args.simulate is not None:
         raise ValueError(f"`--simulate` takes one point; `--{sweep[0].replace('_', '-')}` "
                          "is a grid.")
-    if sweep is not None:
-        values[sweep[0]] = sweep[1]
     ensemble = mfrnn.GaussianEnsemble(
         values["g"], values["bias"], values["input_std"], phi=mfrnn.nonlinearity(args.phi)
     )
@@ -368,10 +365,7 @@ def _onset(args) -> dict:
     jax, mfrnn = _theory_setup(args)
     if _lowest(args.input_std) < 0:
         raise ValueError(f"`--input-std` must be non-negative, got {_shown(args.input_std)}.")
-    values = {"bias": args.bias, "input_std": args.input_std}
-    sweep = _sweep(args, tuple(values))
-    if sweep is not None:
-        values[sweep[0]] = sweep[1]
+    values, sweep = _sweep(args, ("bias", "input_std"))
     sol = mfrnn.chaos_onset(
         mfrnn.nonlinearity(args.phi), values["bias"], values["input_std"], throw=False
     )
@@ -416,14 +410,19 @@ def _shown(value) -> str:
 
 
 def _sweep(args, names):
-    """`(name, values)` of the one argument of `names` given as a grid, else None."""
+    """The arguments `names` as a dict, the one given as a grid `A:B:N` replaced by its
+    values, and `(name, values)` of that grid (None if every one is a number)."""
     import numpy as np
 
     grids = [name for name in names if isinstance(getattr(args, name), tuple)]
     if len(grids) > 1:
         flags = ", ".join(f"`--{name.replace('_', '-')}`" for name in grids)
         raise ValueError(f"Sweep one argument at a time; got grids for {flags}.")
-    return (grids[0], np.linspace(*getattr(args, grids[0]))) if grids else None
+    values = {name: getattr(args, name) for name in names}
+    if not grids:
+        return values, None
+    values[grids[0]] = np.linspace(*getattr(args, grids[0]))
+    return values, (grids[0], values[grids[0]])
 
 
 def _sweep_result(mfrnn, command, name, axis, points, out, quantities, categories,
@@ -565,10 +564,7 @@ def _lowrank(args) -> dict:
     jax, mfrnn = _theory_setup(args)
     if _lowest(args.g) < 0:
         raise ValueError(f"`--g` must be non-negative, got {_shown(args.g)}.")
-    values = {"g": args.g, "sigma_mn": args.sigma_mn}
-    sweep = _sweep(args, tuple(values))
-    if sweep is not None:
-        values[sweep[0]] = sweep[1]
+    values, sweep = _sweep(args, ("g", "sigma_mn"))
     start = time.perf_counter()
     ensemble = _lowrank_ensemble(args, mfrnn, values["g"], values["sigma_mn"], args.order)
     pd = jax.device_get(mfrnn.phase_diagram(ensemble, throw=False))  # one transfer

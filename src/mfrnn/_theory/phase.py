@@ -641,7 +641,7 @@ def _boundary_residual(y, args):
     # Unknowns (kappa, D, g): the fixed-point equations and bulk radius = 1.
     p, nonzero = args
     R = p.rank
-    q = eqx.tree_at(lambda t: t.g, p, y[R + 1])
+    q = _with_g(p, y[R + 1])
     fixed = static_residual(y[: R + 1], (q, nonzero))
     bulk = outlier_matrix(q, y[:R], y[R])[0]
     return jnp.concatenate([fixed, (bulk - 1.0)[None]])
