@@ -32,7 +32,7 @@ def test_accuracy_against_high_order_reference():
     assert set(np.unique(np.asarray(pd.phase)).tolist()) == {0, 1, 2, 3}
     assert float(jnp.max(pd.delta0)) > 12.0
     fine = mfrnn.Tanh(order=401)
-    for branch, phases in (("fixed_point", (0, 1)), ("chaotic", (2, 3))):
+    for branch, phases in ((mfrnn.Branch.fixed_point, (0, 1)), (mfrnn.Branch.chaotic, (2, 3))):
         where = np.isin(np.asarray(pd.phase), phases)
         # One guess per point (the diagram's state): vmap over the points.
         def reference(sigma_mn, g, kappa0):
@@ -52,6 +52,14 @@ def test_accuracy_against_high_order_reference():
             ours = np.asarray(getattr(pd, name))[where]
             theirs = np.asarray(getattr(ref, name))[:, 0]
             np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=1e-9, err_msg=name)
+    # A second method: the kappa = 0 chaotic state is the random network's (zero-mean
+    # loadings, kappa = 0: no structured drive), whose DMFT uses its own equations (the
+    # plain energy difference) and code. Its deep chaos (Delta_inf = 0, the correlation
+    # spanning [0, 1]) is where a coarse rule for the energy integral loses digits.
+    where = np.asarray(pd.phase) == 2
+    scs = mfrnn.solve_dmft(mfrnn.GaussianEnsemble(jnp.asarray(G[where])))
+    np.testing.assert_allclose(np.asarray(pd.delta0)[where][:, 0], scs.delta0, rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(pd.delta_inf)[where][:, 0], scs.delta_inf, atol=1e-9)
 
 
 def _bench_phase():
@@ -81,11 +89,14 @@ def test_labels_agree_with_an_independent_scipy_loop():
     np.testing.assert_array_equal(ours[both], theirs[both])
 
 
-def test_failed_cells_get_their_own_label_and_nan():
+def test_failed_cells_get_their_own_label_and_nan(capsys):
     ens = mfrnn.LowRankEnsemble.rank_one(
         sigma_mn=jnp.array([0.5, 2.5]), sigma_n=3.0, g=jnp.array([2.5, 2.5]), phi=PHI
     )
-    pd = mfrnn.phase_diagram(ens, max_steps=1, throw=False)  # Newton cannot converge
+    # Newton cannot converge; the stages and the failures are reported as they finish.
+    pd = mfrnn.phase_diagram(ens, max_steps=1, throw=False, progress=True)
+    err = capsys.readouterr().err
+    assert "fixed points: 2 points" in err and "done: 2 points, failed 2" in err
     assert mfrnn.PHASE_NAMES[-1] == "failed"
     assert np.all(np.asarray(pd.phase) == -1) and not np.any(np.asarray(pd.success))
     assert np.all(np.isnan(np.asarray(pd.kappa))) and np.all(np.isnan(np.asarray(pd.delta0)))

@@ -6,15 +6,20 @@ outliers of each fixed point, and the latent Jacobian of the kappa = 0 chaotic s
 never by which root a solver landed on.
 
 A diagram runs in stages, each one jit-compiled program over a dense batch of the points
-that need it: fixed points everywhere (Newton from the default guesses); a trust-region
-retry where they look incomplete; the kappa = 0 chaotic state where no fixed point is
-stable (solved once per distinct random-field problem: it does not depend on the
-n-loadings when kappa = 0 solves its own equation, so it runs in the chaotic stage's
-program with the n-loadings zeroed); the kappa != 0 chaotic states where
-that one is unstable along kappa. Vmapped solvers run until their slowest point
-converges, so batching only the points that need a stage keeps every point's work to
-what it needs.
+that need it: fixed points everywhere (Newton from the default guesses); retries from
+converged neighbours where they look incomplete; the kappa = 0 chaotic state where no
+fixed point is stable (solved once per distinct random-field problem: it does not
+depend on the n-loadings when kappa = 0 solves its own equation, so it runs with the
+n-loadings zeroed); the kappa != 0 chaotic states where that one is unstable along
+kappa. Newton runs in queues (`queued_newton`): a slot whose point converged takes the
+next, so no point waits for the slowest of a batch. Chaotic solves start from coarse
+guesses on a sub-lattice of the grid only; the other points start from a converged
+neighbour's state, a few Newton steps away.
 """
+
+import functools as ft
+import sys
+import time
 
 import equinox as eqx
 import jax
@@ -28,8 +33,12 @@ from .._ensembles.low_rank import loading_index
 from .._misc import check_tolerance, tolerances
 from .._nonlinearities import AbstractNonlinearity, Tanh
 from .._solution import raise_if_failed, RESULTS, summary_repr, vmap_batch
+from .branches import Branch
 from .dmft import solve_dmft
 from .meanfield import (
+    chaos_guess,
+    chaos_residual,
+    chaos_result,
     check_common,
     check_point,
     check_point_on_host,
@@ -42,14 +51,16 @@ from .meanfield import (
     Point,
     point_arrays,
     points,
-    solve_chaos,
-    solve_fixed_point,
+    fixed_point_result,
+    fixed_point_start,
+    QUICK_NEWTON_STEPS,
     static_linear_solver,
     static_residual,
     stats,
     trust_region,
     zero_chaos_solution,
 )
+from .queue import queued_newton
 
 
 # Phase codes of `PhaseDiagram.phase`; a failed cell is -1, so PHASE_NAMES[-1] names it.
@@ -114,17 +125,31 @@ class _FixedStage(eqx.Module):
     static_failed: Bool[Array, ""]
 
 
-def _fixed_stage(p: Point, hint, rtol, atol, max_steps) -> _FixedStage:
-    """Fixed points by Newton from kappa = 0 and +-kappa along each axis at the scale, a
-    third and a tenth of it (Newton from a guess far outside a small branch diverges).
-    A nonzero `hint` (a converged neighbour's branch, on a retry) replaces the first
-    pair at a third."""
-    guesses = default_guesses(p, "fixed_point")
+def _fixed_guesses(p: Point, hint) -> Float[Array, "guesses rank"]:
+    """kappa = 0 and +-kappa along each axis at the scale, a third and a tenth of it
+    (Newton from a guess far outside a small branch diverges). A nonzero `hint` (a
+    converged neighbour's branch, on a retry) replaces the first pair at a third."""
+    guesses = default_guesses(p, Branch.fixed_point)
     third = guesses[1:] / 3.0
     third = third.at[0].set(jnp.where(jnp.any(hint != 0), hint, third[0]))
     third = third.at[p.rank].set(jnp.where(jnp.any(hint != 0), -hint, third[p.rank]))
-    guesses = jnp.concatenate([guesses, third, guesses[1:] / 10.0])
-    fixed = jax.vmap(lambda k: solve_fixed_point(p, k, rtol, atol, max_steps, False))(guesses)
+    return jnp.concatenate([guesses, third, guesses[1:] / 10.0])
+
+
+def _fixed_entries(p: Point, hint):
+    """Newton starts (kappa, D) of the fixed-point guesses of one point, and whether
+    each is a kappa != 0 solve."""
+    ks = _fixed_guesses(p, hint)
+    return jax.vmap(lambda k: fixed_point_start(p, k, False))(ks), jnp.any(ks != 0, -1)
+
+
+def _fixed_stage(p: Point, hint, y, converged, rtol, atol, max_steps) -> _FixedStage:
+    """The fixed points at the queue's iterates (`_fixed_entries`), their stability,
+    and the choice among them."""
+    nonzero = jnp.any(_fixed_guesses(p, hint) != 0, -1)
+    fixed = jax.vmap(lambda yy, c, nz: fixed_point_result(p, yy, c, nz, rtol, atol))(
+        y, converged, nonzero
+    )
     f_ok = fixed.result == RESULTS.successful
     f_nonzero = f_ok & (_size(fixed.kappa) > _tolerance(p))
     stable_kappa = f_nonzero & fixed.stable
@@ -154,27 +179,76 @@ def _zero_chaos_state_stage(p: Point, delta_inf, q, residual, ok) -> LowRankSolu
     return zero_chaos_solution(p, d_inf, q, residual, ok)
 
 
-def _chaos_stage(
-    p: Point, hint, start, rtol, atol, max_steps
-) -> tuple[LowRankSolution, Float[Array, ""]]:
-    """Chaotic states from `hint` (a fixed point's kappa, whose branch the chaotic one
-    continues past g_C, or a converged neighbour's kappa on a retry, with its
-    (delta_inf, q) as `start`; where `hint` is 0, the first axis guess; where it is all
-    NaN, kappa = 0 itself) and, from rank two, from +kappa along each latent axis."""
-    ks = default_guesses(p, "chaotic")[1 : p.rank + 1]
-    held = jnp.all(jnp.isnan(hint))  # an all-NaN hint: kappa = 0, held by its equation
+def _chaos_kappas(p: Point, hint) -> Float[Array, "guesses rank"]:
+    """The kappa guesses of a chaotic solve: `hint` (a fixed point's kappa, whose branch
+    the chaotic one continues past g_C, or a converged neighbour's kappa; where it is 0,
+    the first axis guess; where it is all NaN, kappa = 0 itself, held by its equation)
+    and, from rank two, +kappa along each latent axis before it."""
+    ks = default_guesses(p, Branch.chaotic)[1 : p.rank + 1]
+    held = jnp.all(jnp.isnan(hint))
     hint = jnp.where(jnp.all(jnp.isfinite(hint)) & jnp.any(hint != 0), hint, ks[0])
     hint = jnp.where(held, 0.0, hint)
-    steps = min(max_steps, _CHAOS_STEPS)
-    nan = jnp.full((2,), jnp.nan, start.dtype)
-    if p.rank == 1:
-        ks, starts = hint[None], start[None]
-    else:
-        ks = jnp.concatenate([ks, hint[None]])
-        starts = jnp.concatenate([jnp.broadcast_to(nan, (p.rank, 2)), start[None]])
-    sol = jax.vmap(
-        lambda k, s: solve_chaos(p, k, rtol, atol, steps, False, (s[0], s[1]))
-    )(ks, starts)
+    return hint[None] if p.rank == 1 else jnp.concatenate([ks, hint[None]])
+
+
+def _chaos_guess_stage(p: Point, hint, start) -> Float[Array, "guesses 2"]:
+    """Starts (delta_inf of the first population, q) for each kappa guess: the coarse
+    guess, or `start` for the hint where it is finite. A program of its own: points
+    that start from a converged neighbour (most of a grid) skip it."""
+    ks = _chaos_kappas(p, hint)
+    d_inf, log_q = jax.vmap(lambda k: chaos_guess(p, k))(ks)
+    L = jax.vmap(lambda k: stats(p, k).L[0])(ks)
+    starts = jnp.stack([d_inf + L, jnp.exp(log_q)], -1)
+    given = jnp.all(jnp.isfinite(start))
+    return starts.at[-1].set(jnp.where(given, start, starts[-1]))
+
+
+def _chaos_entries(p: Point, hint, starts):
+    """Newton starts y = (kappa, D_inf, log q) of the kappa guesses of one point, from
+    (delta_inf of the first population, q) starts, and whether each is a kappa != 0
+    solve."""
+    ks = _chaos_kappas(p, hint)
+    L = jax.vmap(lambda k: stats(p, k).L[0])(ks)
+    y0 = jnp.concatenate([ks, (starts[:, :1] - L[:, None]), jnp.log(starts[:, 1:])], -1)
+    return y0, jnp.any(ks != 0, -1)
+
+
+@eqx.filter_jit
+def _queue(entries, residual, p: Point, extra, count, settings, slots, n_dev, least_squares):
+    """Newton solves from `entries(point, *extra) -> (starts, nonzero)` (several per
+    point) for the first `count` points of the batch `p`, as one queue
+    (`queued_newton`): no point waits for another. With several devices each runs its
+    own queue on its share (`count` per device)."""
+    rtol, atol, max_steps = settings
+
+    def local(arrays, extra, count):
+        one = lambda a, e: entries(eqx.tree_at(point_arrays, p, a), *e)
+        y0, nonzero = jax.vmap(one)(arrays, extra)
+        size, guesses, dim = y0.shape
+        per_entry = jax.tree.map(lambda x: jnp.repeat(x, guesses, 0), arrays)
+
+        def fn(y, args):
+            a, nz = args
+            return residual(y, (eqx.tree_at(point_arrays, p, a), nz))
+
+        y, ok, _ = queued_newton(
+            fn, y0.reshape(size * guesses, dim), (per_entry, nonzero.reshape(-1)),
+            count[0] * guesses, rtol, atol, max_steps, slots, least_squares,
+        )
+        return y.reshape(size, guesses, dim), ok.reshape(size, guesses)
+
+    if n_dev > 1:
+        mesh = jax.sharding.Mesh(np.array(jax.devices()[:n_dev]), ("grid",))
+        spec = jax.sharding.PartitionSpec("grid")
+        # Per-device queues are independent: no collective, so no varying-axis checks.
+        local = jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    return local(point_arrays(p), extra, count)
+
+
+def _chaos_finish_stage(p: Point, hint, y, converged, rtol, atol, max_steps):
+    """The chaotic states at the queue's iterates, with their checks and stability."""
+    nonzero = jnp.any(_chaos_kappas(p, hint) != 0, -1)
+    sol = jax.vmap(lambda yy, c, nz: chaos_result(p, yy, c, nz, atol))(y, converged, nonzero)
     return sol, _tolerance(p)
 
 
@@ -185,25 +259,19 @@ def _stage(fn, p: Point, extra, settings):
     )
 
 
-# Points per compiled chunk, per stage (one size each, so one compilation per stage). A
-# vmapped while loop runs until its slowest point converges: chaotic solves, whose
-# Newton counts vary most, get small chunks on CPU; accelerators want large ones.
-_CHUNKS = {"cpu": {"fixed": 128, "chaos": 64, "other": 128}}
-_CHUNKS_ACCELERATOR = {"fixed": 4096, "chaos": 1024, "other": 4096}
+# Points per compiled call of a stage without Newton loops (those run in queues).
+_CHUNK = {"cpu": 128}
+_CHUNK_ACCELERATOR = 4096
 
 
-def _chunk_size(kind: str) -> int:
-    return _CHUNKS.get(jax.default_backend(), _CHUNKS_ACCELERATOR)[kind]
-
-
-def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, kind="other"):
+def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1):
     """`fn(point, *extra[i], *settings)` on the points `index` of the flat batch `flat`
-    (numpy arrays), in padded chunks of the stage's size; results as numpy arrays."""
+    (numpy arrays), in padded chunks of one size; results as numpy arrays."""
     index = np.asarray(index)
     n = index.size
     if n == 0:
         return None
-    size = _chunk_size(kind)
+    size = _CHUNK.get(jax.default_backend(), _CHUNK_ACCELERATOR)
     size += (-size) % n_dev
     padded = -(-n // size) * size
     take = np.concatenate([index, np.repeat(index[-1:], padded - n)])
@@ -266,6 +334,22 @@ def _random_field_keys(flat: Point):
 # The diagram.
 
 
+class _Report:
+    """One line per finished stage on stderr (a large grid takes minutes)."""
+
+    def __init__(self, size: int, on: bool):
+        self.size, self.on, self.start = size, on, time.perf_counter()
+
+    def __call__(self, stage: str, points: int, **extra):
+        if self.on:
+            more = "".join(f", {k} {v}" for k, v in extra.items())
+            print(
+                f"phase_diagram ({self.size} points): {stage}: {points} points{more}, "
+                f"{time.perf_counter() - self.start:.1f} s",
+                file=sys.stderr, flush=True,
+            )
+
+
 def _nan_where(x, failed):
     failed = failed.reshape(failed.shape + (1,) * (x.ndim - failed.ndim))
     return np.where(failed, np.nan, x)
@@ -283,9 +367,12 @@ def _patch(first, index, part):
 
 # Retries: rounds with the nearest converged grid neighbours' solutions as guesses.
 _RETRY_ROUNDS = 2
-# Newton steps of a chaotic solve per pass. Most converge in 4-8 (a chunk waits for its
-# slowest point); the few that need more continue in a second, smaller batch.
-_CHAOS_STEPS = 16
+# Newton queues (`queued_newton`): points per compiled call, and slots.
+_QUEUE = {"cpu": (2048, 64)}
+_QUEUE_ACCELERATOR = (32768, 4096)
+# Chaotic solves from coarse guesses on every _SEED_STRIDE-th grid point per axis; the
+# others start from a converged neighbour within two cells (`_neighbours`).
+_SEED_STRIDE = 4
 
 
 def _neighbours(batch, index, usable, round_: int):
@@ -317,6 +404,63 @@ def _chaos_pick(sol, tol, nonzero: bool):
     return jax.tree.map(lambda x: x[rows, pick], sol), np.any(ok, 1)
 
 
+def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: bool):
+    """Chaotic solves at the points `index` from kappa `hints` and (delta_inf, q)
+    `starts` (NaN: the coarse guess, computed for those points only). Returns the
+    picked solutions, whether each converged, and each point's kappa tolerance."""
+    guesses = 1 if flat.rank == 1 else flat.rank + 1
+    full = np.broadcast_to(starts[:, None, :], (index.size, guesses, 2)).copy()
+    need = np.nonzero((guesses > 1) | ~np.all(np.isfinite(starts), -1))[0]
+    if need.size:
+        full[need] = _run(
+            _chaos_guess_stage, flat, index[need], (hints[need], starts[need]), (), n_dev
+        )
+    y, converged = _run_queue(
+        _chaos_entries, chaos_residual, flat, index, (hints, full), settings, n_dev
+    )
+    sol, tol = _run(_chaos_finish_stage, flat, index, (hints, y, converged), settings, n_dev)
+    return (*_chaos_pick(sol, tol, nonzero), tol)
+
+
+def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev,
+               least_squares=False):
+    """`_queue` over the points `index` in blocks of fixed size (one compilation), each
+    device taking an equal share of a block."""
+    capacity, slots = _QUEUE.get(jax.default_backend(), _QUEUE_ACCELERATOR)
+    per = -(-capacity // n_dev)
+    capacity = per * n_dev
+    run = ft.partial(_queue, entries, residual, settings=settings, slots=slots, n_dev=n_dev,
+                     least_squares=least_squares)
+    ys, oks = [], []
+    for lo in range(0, index.size, capacity):
+        part = np.arange(lo, min(lo + capacity, index.size))
+        shares = np.array_split(part, n_dev)
+        take = np.full(capacity, part[-1])
+        for d, share in enumerate(shares):
+            take[d * per : d * per + share.size] = share
+        count = np.array([share.size for share in shares], np.int32)
+        arrays = tuple(a[index[take]] for a in point_arrays(flat))
+        tree = (arrays, jax.tree.map(lambda x: x[take], extra), count)
+        if n_dev > 1:
+            tree = _shard(tree, n_dev)
+        arrays, e, c = jax.tree.map(jnp.asarray, tree)
+        y, ok = _to_host(run(eqx.tree_at(point_arrays, flat, arrays), e, c))
+        back = np.concatenate([d * per + np.arange(share.size) for d, share in enumerate(shares)])
+        ys.append(y[back])
+        oks.append(ok[back])
+    return np.concatenate(ys), np.concatenate(oks)
+
+
+def _fixed_points(flat: Point, index, hints, settings, n_dev) -> _FixedStage:
+    """Fixed points at the points `index` (`_fixed_guesses`, with `hints`)."""
+    rtol, atol, max_steps = settings
+    quick = (rtol, atol, min(max_steps, QUICK_NEWTON_STEPS))
+    y, converged = _run_queue(
+        _fixed_entries, static_residual, flat, index, (hints,), quick, n_dev, flat.rank >= 2
+    )
+    return _run(_fixed_stage, flat, index, (hints, y, converged), settings, n_dev)
+
+
 def phase_diagram(
     ensemble: LowRankEnsemble | MixtureEnsemble,
     *,
@@ -325,6 +469,7 @@ def phase_diagram(
     atol: float | None = None,
     max_steps: int = 24,
     shard: bool = True,
+    progress: bool = False,
     throw: bool = True,
 ) -> PhaseDiagram:
     """Phases and order parameters over a parameter grid.
@@ -343,6 +488,7 @@ def phase_diagram(
     - `inputs`: constant inputs, broadcast against the grid.
     - `rtol`, `atol`, `max_steps`: Newton settings.
     - `shard`: with several devices, split each batch across them (jax.sharding).
+    - `progress`: report each stage (points, seconds) on stderr as it finishes.
     - `throw`: raise if any point failed, as every entry point does; with `False`,
       failed points get the label -1 (check `success` and `result`).
 
@@ -371,11 +517,12 @@ def phase_diagram(
     everything = np.arange(size)
 
     R, P = flat.rank, flat.fractions.shape[-1]
+    report = _Report(size, progress)
 
     # 1. Fixed points; retries where the first pass looks incomplete, with converged
     # neighbours' branches as extra guesses (the same compiled program).
     no_hint = np.zeros((size, R), flat.means.dtype)
-    fs = _run(_fixed_stage, flat, everything, (no_hint,), settings, n_dev, "fixed")
+    fs = _fixed_points(flat, everything, no_hint, settings, n_dev)
     for round_ in range(_RETRY_ROUNDS):
         bad = np.nonzero(fs.static_failed)[0]
         has_branch = ~fs.static_failed & np.any(fs.branch_kappa != 0, -1)
@@ -383,10 +530,11 @@ def phase_diagram(
         redo = bad[nb >= 0]
         if redo.size == 0:
             break
-        hint = (fs.branch_kappa[nb[nb >= 0]],)
-        fs = _patch(fs, redo, _run(_fixed_stage, flat, redo, hint, settings, n_dev, "fixed"))
+        hint = fs.branch_kappa[nb[nb >= 0]]
+        fs = _patch(fs, redo, _fixed_points(flat, redo, hint, settings, n_dev))
     chosen = fs.chosen
     need = ~fs.has_fp & ~fs.zero_stable & ~fs.static_failed
+    report("fixed points", size)
 
     # 2. The kappa = 0 chaotic state where no fixed point is stable.
     dtype = flat.means.dtype
@@ -406,44 +554,56 @@ def phase_diagram(
             zero_chaos_stable[index] = usable & sol.stable
 
     def chaos(index, hints, nonzero):
-        """Chaotic solves from `hints`, then retry rounds from converged neighbours."""
-        no_start = np.full((index.size, 2), np.nan, dtype)
-        sol, tol = _run(
-            _chaos_stage, flat, index, (hints, no_start), settings, n_dev, "chaos"
-        )
-        sol, found = _chaos_pick(sol, tol, nonzero)
-        # Newton continued from its last iterate where it ran out of steps (the chunks
-        # then wait for a short first pass, not for the slowest point's whole solve).
-        with np.errstate(invalid="ignore"):
-            q = sol.delta0[:, 0] - sol.delta_inf[:, 0]
-            going = ~found & np.all(np.isfinite(sol.kappa), -1) & np.isfinite(q) & (q > 0)
-        going = np.nonzero(going)[0]
-        if going.size:
-            start = np.stack([sol.delta_inf[going, 0], q[going]], -1)
-            part = _run(
-                _chaos_stage, flat, index[going], (sol.kappa[going], start), settings, n_dev,
-                "chaos",
-            )
-            part, part_found = _chaos_pick(*part, nonzero)
-            sol, found = _patch((sol, found), going, (part, part_found))
+        """Chaotic solves at `index`: first from the hints and coarse guesses on a
+        sub-lattice of the grid, then in waves from the nearest converged neighbour's
+        solution (no coarse guess; Newton starts close); then retries."""
+        n = index.size
+        no_start = np.full((n, 2), np.nan, dtype)
+        sol, found, tol = None, np.zeros(n, bool), np.zeros(n, dtype)
+        guessed = np.zeros(n, bool)  # tried from its own hint and coarse guess
+        pending = np.ones(n, bool)
         converged = np.zeros(size, bool)
         kappa = np.zeros((size, R), dtype)
         start = np.full((size, 2), np.nan, dtype)
-        for round_ in range(_RETRY_ROUNDS):
-            converged[index], kappa[index] = found, sol.kappa
+
+        def attempt(rows, h, s0):
+            nonlocal sol, found, tol
+            part = _solve_chaotic(flat, index[rows], h, s0, settings, n_dev, nonzero)
+            if sol is None:
+                sol = jax.tree.map(lambda x: np.repeat(x[:1], n, 0), part[0])
+            sol, found, tol = _patch((sol, found, tol), rows, part)
+            pending[rows] = False
+            converged[index[rows]], kappa[index[rows]] = found[rows], sol.kappa[rows]
             with np.errstate(invalid="ignore"):  # NaN where a solve failed: unused
-                q = sol.delta0[:, 0] - sol.delta_inf[:, 0]
-            start[index] = np.stack([sol.delta_inf[:, 0], q], -1)
+                q = sol.delta0[rows, 0] - sol.delta_inf[rows, 0]
+            start[index[rows]] = np.stack([sol.delta_inf[rows, 0], q], -1)
+
+        def from_guess(rows):
+            guessed[rows] = True
+            attempt(rows, hints[rows], no_start[rows])
+
+        cells = np.stack(np.unravel_index(index, batch), -1) if batch else np.zeros((n, 0))
+        seeds = np.all(cells % _SEED_STRIDE == 0, -1)
+        from_guess(np.nonzero(seeds)[0] if np.any(seeds) else np.arange(n))
+        while np.any(pending):
+            rows = np.nonzero(pending)[0]
+            nb = _neighbours(batch, index[rows], converged, 0)
+            if np.any(nb >= 0):
+                rows, nb = rows[nb >= 0], nb[nb >= 0]
+                attempt(rows, kappa[nb], start[nb])
+            else:  # none near a solved point: seed again, sparsely unless few are left
+                sparse = _SEED_STRIDE ** max(len(batch), 1)
+                from_guess(rows if rows.size <= sparse else rows[::sparse])
+        # Failed from a neighbour's start: their own guesses; then other neighbours.
+        retry = np.nonzero(~found & ~guessed)[0]
+        if retry.size:
+            from_guess(retry)
+        for round_ in range(_RETRY_ROUNDS):
             bad = np.nonzero(~found)[0]
             nb = _neighbours(batch, index[bad], converged, round_)
             if not np.any(nb >= 0):
                 break
-            bad, nb = bad[nb >= 0], nb[nb >= 0]
-            part = _run(
-                _chaos_stage, flat, index[bad], (kappa[nb], start[nb]), settings, n_dev, "chaos"
-            )
-            part, part_found = _chaos_pick(*part, nonzero)
-            sol, found = _patch((sol, found), bad, (part, part_found))
+            attempt(bad[nb >= 0], kappa[nb[nb >= 0]], start[nb[nb >= 0]])
         return sol, found, tol
 
     zero_root, keys = _random_field_keys(flat)
@@ -463,13 +623,13 @@ def phase_diagram(
         no_n = eqx.tree_at(lambda t: (t.means, t.covs), flat, (means, covs))
         reps = shared[first]
         held = (np.full((reps.size, R), np.nan, dtype), np.full((reps.size, 2), np.nan, dtype))
-        zero, ok = _chaos_pick(*_run(_chaos_stage, no_n, reps, held, settings, n_dev, "chaos"),
-                               nonzero=False)
+        zero, ok, _ = _solve_chaotic(no_n, reps, *held, settings, n_dev, nonzero=False)
         with np.errstate(invalid="ignore"):
             q = zero.delta0[:, 0] - zero.delta_inf[:, 0]
         extra = tuple(x[inverse] for x in (zero.delta_inf[:, 0], q, zero.residual, ok))
         sol = _run(_zero_chaos_state_stage, flat, shared, extra=extra, n_dev=n_dev)
         store(shared, sol, sol.result._value == 0)
+        report("chaos, kappa = 0 (shared)", shared.size)
     own = np.nonzero(need & ~zero_root)[0]
     if own.size:
         # From the fixed point continued from kappa = 0: where kappa = 0 is no root
@@ -479,6 +639,7 @@ def phase_diagram(
         store(own, sol, found & small)
         # The state found there has kappa != 0 already: no further guesses needed.
         has_chaos_kappa[own] = found & ~small
+        report("chaos from the fixed points' kappa", own.size)
 
     # 3. The kappa != 0 chaotic states where kappa = 0 chaos is unstable along kappa.
     axes = np.nonzero(need & ~zero_chaos_stable & ~has_chaos_kappa)[0]
@@ -486,6 +647,7 @@ def phase_diagram(
         sol, found, _ = chaos(axes, fs.branch_kappa[axes], nonzero=True)
         has_chaos_kappa[axes] = found
         store(axes[found], jax.tree.map(lambda x: x[found], sol), None, outlier=False)
+        report("chaos, kappa != 0", axes.size)
 
     chaos_failed = need & ~zero_chaos_stable & ~has_chaos_kappa
     # No chaotic state where no stable fixed point was found: perhaps one was missed
@@ -496,14 +658,14 @@ def phase_diagram(
         redo = bad[nb >= 0]
         if redo.size == 0:
             break
-        hint = (fs.chosen.kappa[nb[nb >= 0]],)
-        part = _run(_fixed_stage, flat, redo, hint, settings, n_dev, "fixed")
+        part = _fixed_points(flat, redo, fs.chosen.kappa[nb[nb >= 0]], settings, n_dev)
         found = part.has_fp
         fs = _patch(fs, redo[found], jax.tree.map(lambda x: x[found], part))
         chaos_failed[redo[found]] = False
         need[redo[found]] = False
     chosen = fs.chosen
     failed = fs.static_failed | chaos_failed
+    report("done", size, failed=int(np.sum(failed)))
     phase = np.where(
         fs.has_fp,
         FIXED_POINT_PHASE,
@@ -743,7 +905,7 @@ def fixed_point_chaos_boundary(
 
     def one(p):
         p = check_point(p)
-        guess = default_guesses(p, "fixed_point")[1] if kappa0 is None else kappa0
+        guess = default_guesses(p, Branch.fixed_point)[1] if kappa0 is None else kappa0
         guess = jnp.asarray(guess, p.g.dtype)
         R = p.rank
         path, nonzero = jax.lax.stop_gradient(_follow_branch(p, guess, rtol, atol, max_steps))
