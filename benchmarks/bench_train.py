@@ -80,8 +80,6 @@ def _config(c, epochs_max, **kwargs):
 
 
 def _worker(name, epochs_max, seeds):
-    from mfrnn._train import run_training
-
     task, spec, c = _case(name)
     if seeds:
         config = _config(c, epochs_max, target_accuracy=c["target"])
@@ -96,8 +94,8 @@ def _worker(name, epochs_max, seeds):
     info = jax.tree_util.tree_map(np.asarray, info)
     state = dict(acc=None, reached=None)
 
-    def on_evaluation(result, correct):
-        state["acc"] = _criterion_accuracy(correct[0], info)
+    def on_evaluation(result):
+        state["acc"] = _criterion_accuracy(result.eval_correct[0], info)
         if state["acc"] >= c["target"]:
             state["reached"] = result.step // EPOCH_BATCHES
             return True
@@ -105,20 +103,18 @@ def _worker(name, epochs_max, seeds):
 
     config = _config(c, epochs_max)
     t0 = time.perf_counter()
-    result = run_training(task, spec, config, 0, 1, None, False, on_evaluation=on_evaluation)
+    result = mfrnn.fit(task, spec, config, seed=0, callback=on_evaluation)
     to_criterion = time.perf_counter() - t0
     # Seconds per epoch: three epochs, programs compiled, no evaluation in between.
     epochs = 3
     timing = mfrnn.TrainConfig(learning_rate=c["lr"], batch_size=BATCH, train=c["train"],
                                n_steps=epochs * EPOCH_BATCHES, eval_every=epochs * EPOCH_BATCHES,
                                eval_batch=8)
-    run_training(task, spec, timing, 0, 1, None, False)  # compiles the shorter evaluation
+    mfrnn.fit(task, spec, timing, seed=0)  # compiles the shorter evaluation
     best = float("inf")
     for _ in range(2):
-        marks = {}
-        run_training(task, spec, timing, 0, 1, None, False,
-                     on_start=lambda r: marks.setdefault("t", time.perf_counter()))
-        best = min(best, (time.perf_counter() - marks["t"]) / epochs)
+        run = mfrnn.fit(task, spec, timing, seed=0)  # the time after compilation, per epoch
+        best = min(best, (run.seconds - run.compile_seconds) / epochs)
     return dict(seconds_per_epoch=best, compile_seconds=result.compile_seconds,
                 epochs_to_criterion=state["reached"],
                 seconds_to_criterion=to_criterion if state["reached"] else None,
@@ -135,10 +131,8 @@ def _fresh_process(name, epochs_max, cache_dir, seeds=False):
 
 
 def _mfrnn_side(name, epochs_max, cache_dir):
-    from mfrnn._compilation_cache import compilation_cache_size
-
     cold = _fresh_process(name, epochs_max, cache_dir)
-    size = compilation_cache_size(cache_dir)
+    size = mfrnn.compilation_cache_size(cache_dir)
     warm = _fresh_process(name, epochs_max, cache_dir)
     return dict(cold=cold, warm=warm, cache_bytes_after_cold_run=size,
                 seconds_per_epoch=min(cold["seconds_per_epoch"], warm["seconds_per_epoch"]))

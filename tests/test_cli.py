@@ -194,3 +194,67 @@ def test_one_point_commands_accept_a_grid(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["dmft", "--g", "1:2:3", "--bias", "0:1:2"])
     assert "one argument at a time" in capsys.readouterr().err
+
+
+def test_compare_dmft_next_to_the_theory():
+    # Theory next to simulation in one call (what `dmft --plot --simulate` draws), at the
+    # size and duration of test_dmft_plot_with_simulation (its programs are reused).
+    import jax.random as jr
+
+    import mfrnn
+
+    ens = mfrnn.GaussianEnsemble(2.5)
+    cmp = mfrnn.compare_dmft(ens, 300, key=jr.key(0), n_networks=2, t1=80.0)
+    sol = mfrnn.solve_dmft(ens)
+    assert float(cmp.theory.delta0) == pytest.approx(float(sol.delta0), rel=1e-12)
+    assert cmp.autocorrelation.shape == (2, cmp.lags.shape[0])
+    assert cmp.theory_autocorrelation.shape == cmp.lags.shape
+    assert float(cmp.theory_autocorrelation[0]) == pytest.approx(float(sol.delta0), rel=1e-9)
+    # N = 300 over 30 units of time: finite-size and finite-time errors of O(10 %).
+    np.testing.assert_allclose(cmp.delta0, float(sol.delta0), rtol=0.3)
+    np.testing.assert_allclose(cmp.tau_half, float(cmp.theory_lyapunov.tau_half), rtol=0.5)
+    assert np.all(np.asarray(cmp.lyapunov) > 0) and float(cmp.theory_lyapunov.lyapunov) > 0
+    with pytest.raises((ValueError, TypeError), match="ensemble"):  # jaxtyping checks first
+        mfrnn.compare_dmft(mfrnn.LowRankEnsemble.rank_one(sigma_mn=1.0), 10, key=jr.key(0))
+
+
+def test_lowrank_takes_the_mastrogiuseppe_ostojic_convention_without_sigma_mn():
+    from mfrnn import cli
+
+    args = cli.build_parser().parse_args(
+        ["lowrank", "--g", "1.85", "--mean-m", "1.1", "--mean-n", "2", "--sigma-n", "1"]
+    )
+    assert args.sigma_mn == 0.0 and (args.mean_m, args.mean_n) == (1.1, 2.0)
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--x", "mean_m=0:1:3", "--g", "0:1:3"], "`--x` and `--g` both give the x axis"),
+        (["--x", "g=0:1:3", "--y", "g=0:2:3"], "two different fields"),
+        (["--x", "mean_m=0:1:3", "--y", "mean_n=0:1:3", "--set", "mean_n=1"], "is an axis"),
+        (["--x", "nope=0:1:3"], "unknown field 'nope'"),
+        (["--x", "g=1:0:3"], "need B > A"),
+        (["--set", "sigma_m"], "FIELD=VALUE"),
+    ],
+)
+def test_phase_axes_bad_input_exits_2(argv, match, tmp_path, capsys):
+    # `phase --x FIELD=A:B:N --y FIELD=A:B:N --set FIELD=V`: checked before any solve.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["phase", *argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "phase.npz").exists()
+
+
+def test_phase_axes_parse():
+    from mfrnn import cli
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["phase", "--x", "g=0.1:3:200", "--y", "mean-n=0:4:200", "--set",
+                              "sigma_m=1", "--set", "mean_m=1.1"])
+    assert args.x == ("g", (0.1, 3.0, 200)) and args.y == ("mean_n", (0.0, 4.0, 200))
+    assert args.set == [("sigma_m", 1.0), ("mean_m", 1.1)]
+    # The old flags still give the default plane (g, sigma_mn).
+    args = parser.parse_args(["phase", "--g", "0.3:2.7:4", "--sigma-mn", "0.3:2.7:4"])
+    assert args.x is None and args.g == (0.3, 2.7, 4) and args.sigma_mn == (0.3, 2.7, 4)

@@ -46,7 +46,7 @@ def test_lyapunov_estimator_on_linear_network():
     np.testing.assert_allclose(est.exponents, exact, atol=2e-3)  # O(1/T) convergence
     with pytest.raises(ValueError, match="x0"):
         mfrnn.lyapunov_exponents(net, jnp.zeros(3), key=jax.random.key(0))
-    with pytest.raises(ValueError, match="`key` is required"):
+    with pytest.raises(TypeError, match="key"):  # a required keyword
         mfrnn.lyapunov_exponents(net, jnp.zeros(30))
 
 

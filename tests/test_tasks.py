@@ -256,3 +256,46 @@ def test_neurogym_adapter(getkey):
                                eval_every=20)
     result = mfrnn.fit(task, mfrnn.NetworkSpec(n=32), config)
     assert result.history["accuracy"][-1][0] > 0.7
+
+
+def test_training_criteria_and_defaults_live_on_the_tasks():
+    # The published stopping criteria (docs/guide/tasks.md): MSE tasks at a loss,
+    # decision tasks at an accuracy; exactly one per task.
+    expected = {
+        "and": ("loss", 1e-3), "xor": ("loss", 1e-3), "flipflop1": ("loss", 1e-3),
+        "flipflop3": ("loss", 9e-3), "flipflop": ("loss", 9e-3), "sine": ("loss", 5e-2),
+        "time_reproduction": ("loss", 1e-3), "oscillation": ("loss", 1e-3),
+        "perceptual_decision": ("accuracy", 0.85), "context_decision": ("accuracy", 0.9),
+        "match_to_sample": ("accuracy", 0.9), "parametric_wm": ("accuracy", 0.85),
+    }
+    for name in mfrnn.TASK_NAMES:
+        task = mfrnn.make_task(name)
+        assert (task.target_loss is None) != (task.target_accuracy is None), name
+        if name in expected:
+            kind, value = expected[name]
+            assert getattr(task, f"target_{kind}") == value, name
+        assert task.initial_g == (1.5 if name == "match_to_sample" else 0.9)
+        assert task.held_out() is task  # generators draw fresh trials every time
+
+
+def test_psychometric_curve_groups_as_the_task_says():
+    import matplotlib.pyplot as plt
+
+    task = mfrnn.ContextDecision()
+    info = {"coherence": np.array([-5.0, 5.0, 5.0, -5.0, 15.0, 5.0]),
+            "context": np.array([0.0, 0.0, 1.0, 1.0, 1.0, 0.0])}
+    chose_plus = np.array([False, True, True, True, True, False])
+    curve = mfrnn.psychometric_curve(task, info, chose_plus)
+    np.testing.assert_array_equal(curve.evidence, [-5.0, 5.0, 15.0])
+    np.testing.assert_array_equal(curve.fraction_plus, [[0.0, 0.5, np.nan], [1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(curve.n_trials, [[1, 2, 0], [1, 1, 1]])
+    assert curve.group_names == ("motion context", "colour context")
+    assert "relevant" in curve.xlabel
+    ungrouped = mfrnn.psychometric_curve(mfrnn.PerceptualDecision(), info, chose_plus)
+    assert ungrouped.fraction_plus.shape == (1, 3) and ungrouped.group_names == ()
+    assert mfrnn.psychometric_curve(mfrnn.make_task("xor"), info, chose_plus) is None
+    assert mfrnn.psychometric_curve(task, info, None) is None
+    fig = mfrnn.plotting.plot_psychometric(curve.evidence, curve.fraction_plus,
+                                           group_names=curve.group_names, xlabel=curve.xlabel)
+    assert len(fig.axes[0].lines) == 3  # two curves and the chance line
+    plt.close("all")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -63,17 +64,14 @@ def test_dale_law_holds_exactly_after_training(constraint, loss):
 
 def test_loss_regularisers():
     """The L2 penalties add exactly l2_rates <r^2> + l2_weights sum_p <p^2>."""
-    from mfrnn._train import _loss
-    import equinox as eqx
-
     task = mfrnn.PerceptualDecision(fixation=60.0, stimulus=200.0, delay=40.0, decision=60.0)
     net = mfrnn.init_network(task, mfrnn.NetworkSpec(n=16), key=jr.key(3), dtype=jnp.float64)
     u, y, mask, info = task.sample(jr.key(4), 8)
     params, static = eqx.partition(net, eqx.is_inexact_array)
     base = mfrnn.TrainConfig(dtype="float64")
     reg = mfrnn.TrainConfig(dtype="float64", l2_rates=0.3, l2_weights=0.2)
-    l0, (d0, _) = _loss(params, static, task, base, u, y, mask, info, jr.key(5))
-    l1, (d1, _) = _loss(params, static, task, reg, u, y, mask, info, jr.key(5))
+    l0, (d0, _) = mfrnn.training_loss(params, static, task, base, (u, y, mask, info), key=jr.key(5))
+    l1, (d1, _) = mfrnn.training_loss(params, static, task, reg, (u, y, mask, info), key=jr.key(5))
     _, r = mfrnn.run_trials(net, u, dt=task.dt)
     weights = sum(np.mean(np.asarray(p) ** 2) for p in (net.J, net.bias, net.W_in, net.W_out, net.tau))
     np.testing.assert_allclose(l1 - l0, 0.3 * np.mean(np.asarray(r) ** 2) + 0.2 * weights, rtol=1e-10)
@@ -91,8 +89,8 @@ def test_diffrax_path_matches_euler_scan(getkey):
         z, _ = mfrnn.run_trials(net, u, dt=task.dt, solver=solver)
         return jnp.mean((z - y) ** 2), z
 
-    (l_e, z_e), g_e = eqx.filter_value_and_grad(loss, has_aux=True)(net, "euler")
-    (l_d, z_d), g_d = eqx.filter_value_and_grad(loss, has_aux=True)(net, "diffrax")
+    (l_e, z_e), g_e = eqx.filter_value_and_grad(loss, has_aux=True)(net, None)
+    (l_d, z_d), g_d = eqx.filter_value_and_grad(loss, has_aux=True)(net, dfx.Euler())
     np.testing.assert_allclose(z_d, z_e, rtol=0, atol=1e-11)
     np.testing.assert_allclose(g_d.J, g_e.J, rtol=1e-8, atol=1e-14)
     np.testing.assert_allclose(g_d.W_in, g_e.W_in, rtol=1e-8, atol=1e-14)
@@ -101,7 +99,7 @@ def test_diffrax_path_matches_euler_scan(getkey):
     eps = 1e-6
     plus = eqx.tree_at(lambda m: m.J, net, net.J + eps * direction)
     minus = eqx.tree_at(lambda m: m.J, net, net.J - eps * direction)
-    fd = (loss(plus, "euler")[0] - loss(minus, "euler")[0]) / (2 * eps)
+    fd = (loss(plus, None)[0] - loss(minus, None)[0]) / (2 * eps)
     np.testing.assert_allclose(jnp.sum(g_e.J * direction), fd, rtol=1e-6)
 
 

@@ -8,6 +8,7 @@ from ._analysis import (
     ActivityAutocorrelation as ActivityAutocorrelation,
     analyze_run as analyze_run,
     compare_dimension as compare_dimension,
+    compare_dmft as compare_dmft,
     compare_lowrank as compare_lowrank,
     connectivity_spectrum as connectivity_spectrum,
     ConnectivitySpectrum as ConnectivitySpectrum,
@@ -17,6 +18,7 @@ from ._analysis import (
     CouplingSpectra as CouplingSpectra,
     covariance_spectrum as covariance_spectrum,
     DimensionComparison as DimensionComparison,
+    DMFTComparison as DMFTComparison,
     find_fixed_points as find_fixed_points,
     find_latent_fixed_points as find_latent_fixed_points,
     fit_populations as fit_populations,
@@ -39,11 +41,16 @@ from ._analysis import (
     population_analysis as population_analysis,
     PopulationAnalysis as PopulationAnalysis,
     PopulationFit as PopulationFit,
+    psychometric_curve as psychometric_curve,
+    PsychometricCurve as PsychometricCurve,
     rajan_abbott_radius as rajan_abbott_radius,
     RunAnalysis as RunAnalysis,
     trajectory_states as trajectory_states,
 )
 from ._compilation_cache import (
+    clear_caches as clear_caches,
+    compilation_cache_disabled as compilation_cache_disabled,
+    compilation_cache_size as compilation_cache_size,
     default_compilation_cache_dir as default_compilation_cache_dir,
     enable_compilation_cache as enable_compilation_cache,
 )
@@ -79,6 +86,10 @@ from ._nonlinearities import (
     ShiftedTanh as ShiftedTanh,
     Tanh as Tanh,
 )
+from ._phase_boundaries import (
+    phase_boundaries as phase_boundaries,
+    PhaseBoundary as PhaseBoundary,
+)
 from ._simulate import simulate as simulate, simulate_euler as simulate_euler
 from ._solution import (
     DMFTSolution as DMFTSolution,
@@ -105,8 +116,8 @@ from ._tasks import (
     PerceptualDecision as PerceptualDecision,
     SetResetFlipFlop as SetResetFlipFlop,
     SineWave as SineWave,
-    task_from_spec as task_from_spec,
     task_arguments as task_arguments,
+    task_from_spec as task_from_spec,
     TASK_NAMES as TASK_NAMES,
     TimeReproduction as TimeReproduction,
 )
@@ -114,6 +125,7 @@ from ._theory import (
     activity_dimension as activity_dimension,
     Autocorrelation as Autocorrelation,
     BoundarySolution as BoundarySolution,
+    Branch as Branch,
     chaos_onset as chaos_onset,
     DimensionSolution as DimensionSolution,
     dmft_autocorrelation as dmft_autocorrelation,
@@ -133,7 +145,7 @@ from ._theory import (
     solve_dmft as solve_dmft,
     solve_lowrank as solve_lowrank,
 )
-from ._train import (
+from ._training import (
     evaluate as evaluate,
     Evaluation as Evaluation,
     fit as fit,
@@ -143,6 +155,7 @@ from ._train import (
     run_trials as run_trials,
     save_checkpoint as save_checkpoint,
     TrainConfig as TrainConfig,
+    training_loss as training_loss,
     TrainResult as TrainResult,
 )
 

@@ -60,11 +60,35 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.P
 
 
 def compilation_cache_size(path: str | os.PathLike | None = None) -> int:
-    """Bytes held in the cache folder `path` (default: `default_compilation_cache_dir()`)."""
+    """Bytes held in the cache folder `path` (default: `default_compilation_cache_dir()`);
+    0 if there is no such folder.
+
+    ```python
+    mfrnn.compilation_cache_size()
+    ```
+    """
     folder = pathlib.Path(path).expanduser() if path is not None else default_compilation_cache_dir()
     if not folder.is_dir():
         return 0
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def clear_caches() -> None:
+    """Forget every program compiled in this process: the training programs that
+    [`mfrnn.fit`][] compiles ahead of time and keeps, and JAX's own
+    (`jax.clear_caches()`). The next call compiles again, or reads the persistent
+    compilation cache where one is in use, as a fresh process would.
+
+    ```python
+    mfrnn.clear_caches()
+    ```
+    """
+    import jax
+
+    from ._programs import clear_programs
+
+    clear_programs()
+    jax.clear_caches()
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import abc
 import functools as ft
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 import equinox as eqx
 import jax
@@ -29,6 +29,23 @@ _DEFAULT_ORDER = 301
 def _check_which(which: str) -> None:
     if which not in _WHICH:
         raise ValueError(f"`which` must be one of {_WHICH}, got {which!r}.")
+
+
+_T = TypeVar("_T")
+
+
+def _select(
+    which: Which,
+    *,
+    phi: Callable[[], _T],
+    dphi: Callable[[], _T],
+    ddphi: Callable[[], _T],
+    Phi: Callable[[], _T],
+) -> _T:
+    """The one place where a nonlinearity's formulas are chosen by `which`: each case is
+    a function of no argument, and only the chosen one is evaluated."""
+    _check_which(which)
+    return dict(phi=phi, dphi=dphi, ddphi=ddphi, Phi=Phi)[which]()
 
 
 def gaussian_average(
@@ -365,14 +382,14 @@ class AbstractNonlinearity(eqx.Module):
         return tuple(self.gaussian_correlation(mu, delta0, delta, w) for w in which)
 
 
-def _function(phi: AbstractNonlinearity, which: str) -> Callable[[Array], Array]:
-    _check_which(which)
-    return {
-        "phi": phi.__call__,
-        "dphi": phi.derivative,
-        "ddphi": phi.second_derivative,
-        "Phi": phi.primitive,
-    }[which]
+def _function(phi: AbstractNonlinearity, which: Which) -> Callable[[Array], Array]:
+    return _select(
+        which,
+        phi=lambda: phi.__call__,
+        dphi=lambda: phi.derivative,
+        ddphi=lambda: phi.second_derivative,
+        Phi=lambda: phi.primitive,
+    )
 
 
 class AbstractQuadratureNonlinearity(AbstractNonlinearity):
@@ -435,15 +452,16 @@ def _logcosh(x):
 def _tanh_functions(y, which, primitive):
     # One tanh for phi, phi' and phi'' (the transcendental dominates a quadrature).
     t = jnp.tanh(y)
-    table = {
-        "phi": lambda: t,
-        "dphi": lambda: 1.0 - t**2,
-        "ddphi": lambda: -2.0 * t * (1.0 - t**2),
-        "Phi": lambda: primitive(y),
-    }
-    for w in which:
-        _check_which(w)
-    return tuple(table[w]() for w in which)
+    return tuple(
+        _select(
+            w,
+            phi=lambda: t,
+            dphi=lambda: 1.0 - t**2,
+            ddphi=lambda: -2.0 * t * (1.0 - t**2),
+            Phi=lambda: primitive(y),
+        )
+        for w in which
+    )
 
 
 class Tanh(AbstractQuadratureNonlinearity):
@@ -539,42 +557,47 @@ class Erf(AbstractNonlinearity):
         return jnp.exp(-_C * mu**2 / sp) / jnp.sqrt(sp * sm)
 
     def gaussian_mean(self, mu, delta, which: Which = "phi"):
-        _check_which(which)
         mu = jnp.asarray(mu)
         delta = jnp.asarray(delta)
         s = 1.0 + _C * delta
-        if which == "phi":
-            return jsp.erf(np.sqrt(_A2) * mu / jnp.sqrt(s))
-        mean_dphi = self._mean_dphi(mu, delta)
-        if which == "dphi":
-            return mean_dphi
-        if which == "ddphi":
-            return -_C * mu * mean_dphi / s
-        # Stein: E[x phi(x)] = mu <phi> + delta <phi'>.
-        mean_phi = self.gaussian_mean(mu, delta, "phi")
-        return mu * mean_phi + delta * mean_dphi + (mean_dphi - 1.0) * (2.0 / np.pi)
+
+        def Phi():
+            # Stein: E[x phi(x)] = mu <phi> + delta <phi'>.
+            mean_dphi = self._mean_dphi(mu, delta)
+            mean_phi = self.gaussian_mean(mu, delta, "phi")
+            return mu * mean_phi + delta * mean_dphi + (mean_dphi - 1.0) * (2.0 / np.pi)
+
+        return _select(
+            which,
+            phi=lambda: jsp.erf(np.sqrt(_A2) * mu / jnp.sqrt(s)),
+            dphi=lambda: self._mean_dphi(mu, delta),
+            ddphi=lambda: -_C * mu * self._mean_dphi(mu, delta) / s,
+            Phi=Phi,
+        )
 
     def gaussian_second_moment(self, mu, delta, which: Which = "phi"):
         return self.gaussian_correlation(mu, delta, delta, which)
 
     def gaussian_correlation(self, mu, delta0, delta, which: Which = "phi"):
-        _check_which(which)
         mu = jnp.asarray(mu)
         delta0 = jnp.asarray(delta0)
         delta = jnp.clip(jnp.asarray(delta), -delta0, delta0)
-        if which == "dphi":
-            return self._corr_dphi(mu, delta0, delta)
-        if which == "ddphi":
-            return jax.jvp(
-                lambda d: self._corr_dphi(mu, delta0, d), (delta,), (jnp.ones_like(delta),)
-            )[1]
         corr = jax.vmap(lambda r: self._corr_dphi(mu, delta0, r))
-        mean_phi = self.gaussian_mean(mu, delta0, "phi")
-        if which == "phi":
-            return mean_phi**2 + taylor_remainder_integral(corr, delta, 0)
-        mean_Phi = self.gaussian_mean(mu, delta0, "Phi")
-        return (
-            mean_Phi**2 + delta * mean_phi**2 + taylor_remainder_integral(corr, delta, 1)
+        mean_phi = lambda: self.gaussian_mean(mu, delta0, "phi")
+
+        def Phi():
+            m_phi = mean_phi()
+            mean_Phi = self.gaussian_mean(mu, delta0, "Phi")
+            return mean_Phi**2 + delta * m_phi**2 + taylor_remainder_integral(corr, delta, 1)
+
+        return _select(
+            which,
+            phi=lambda: mean_phi() ** 2 + taylor_remainder_integral(corr, delta, 0),
+            dphi=lambda: self._corr_dphi(mu, delta0, delta),
+            ddphi=lambda: jax.jvp(
+                lambda d: self._corr_dphi(mu, delta0, d), (delta,), (jnp.ones_like(delta),)
+            )[1],
+            Phi=Phi,
         )
 
 
@@ -627,49 +650,50 @@ class ReLU(AbstractNonlinearity):
         return jnp.exp(-(mu**2) / (delta0 + r)) / (2.0 * np.pi * jnp.sqrt(det))
 
     def gaussian_mean(self, mu, delta, which: Which = "phi"):
-        _check_which(which)
         mu = jnp.asarray(mu, dtype=float)
         delta = jnp.asarray(delta, dtype=mu.dtype)
-        if which == "phi":
-            return self._truncated_moment(mu, delta, 1)
-        if which == "dphi":
-            return self._truncated_moment(mu, delta, 0)
-        if which == "ddphi":
-            return _normal_pdf(mu / jnp.sqrt(delta)) / jnp.sqrt(delta)
-        return 0.5 * self._truncated_moment(mu, delta, 2)
+        return _select(
+            which,
+            phi=lambda: self._truncated_moment(mu, delta, 1),
+            dphi=lambda: self._truncated_moment(mu, delta, 0),
+            ddphi=lambda: _normal_pdf(mu / jnp.sqrt(delta)) / jnp.sqrt(delta),
+            Phi=lambda: 0.5 * self._truncated_moment(mu, delta, 2),
+        )
 
     def gaussian_second_moment(self, mu, delta, which: Which = "phi"):
-        _check_which(which)
         mu = jnp.asarray(mu, dtype=float)
         delta = jnp.asarray(delta, dtype=mu.dtype)
-        if which == "phi":
-            return self._truncated_moment(mu, delta, 2)
-        if which == "dphi":
-            return self._truncated_moment(mu, delta, 0)
-        if which == "ddphi":
-            return jnp.full_like(delta, jnp.inf)
-        return 0.25 * self._truncated_moment(mu, delta, 4)
+        return _select(
+            which,
+            phi=lambda: self._truncated_moment(mu, delta, 2),
+            dphi=lambda: self._truncated_moment(mu, delta, 0),
+            ddphi=lambda: jnp.full_like(delta, jnp.inf),
+            Phi=lambda: 0.25 * self._truncated_moment(mu, delta, 4),
+        )
 
     def gaussian_correlation(self, mu, delta0, delta, which: Which = "phi"):
-        _check_which(which)
         mu = jnp.asarray(mu, dtype=float)
         delta0 = jnp.asarray(delta0, dtype=mu.dtype)
         delta = jnp.clip(jnp.asarray(delta, dtype=mu.dtype), -delta0, delta0)
         density = jax.vmap(lambda r: self._density00(mu, delta0, r))
-        if which == "ddphi":
-            return self._density00(mu, delta0, delta)
-        m_dphi = self.gaussian_mean(mu, delta0, "dphi")
-        if which == "dphi":
-            return m_dphi**2 + taylor_remainder_integral(density, delta, 0)
-        m_phi = self.gaussian_mean(mu, delta0, "phi")
-        if which == "phi":
-            return m_phi**2 + delta * m_dphi**2 + taylor_remainder_integral(density, delta, 1)
-        m_Phi = self.gaussian_mean(mu, delta0, "Phi")
-        return (
-            m_Phi**2
-            + delta * m_phi**2
-            + 0.5 * delta**2 * m_dphi**2
-            + taylor_remainder_integral(density, delta, 2)
+        rest = lambda k: taylor_remainder_integral(density, delta, k)
+        # The means, always in the order phi', phi, Phi.
+        means = lambda k: [self.gaussian_mean(mu, delta0, w) for w in ("dphi", "phi", "Phi")[:k]]
+
+        def phi():
+            m_dphi, m_phi = means(2)
+            return m_phi**2 + delta * m_dphi**2 + rest(1)
+
+        def Phi():
+            m_dphi, m_phi, m_Phi = means(3)
+            return m_Phi**2 + delta * m_phi**2 + 0.5 * delta**2 * m_dphi**2 + rest(2)
+
+        return _select(
+            which,
+            phi=phi,
+            dphi=lambda: means(1)[0] ** 2 + rest(0),
+            ddphi=lambda: self._density00(mu, delta0, delta),
+            Phi=Phi,
         )
 
 
@@ -689,31 +713,31 @@ class Linear(AbstractNonlinearity):
         return 0.5 * jnp.asarray(x) ** 2
 
     def gaussian_mean(self, mu, delta, which: Which = "phi"):
-        _check_which(which)
         mu = jnp.asarray(mu, dtype=float)
         delta = jnp.asarray(delta, dtype=mu.dtype)
-        return {
-            "phi": mu,
-            "dphi": jnp.ones_like(mu + delta),
-            "ddphi": jnp.zeros_like(mu + delta),
-            "Phi": 0.5 * (mu**2 + delta),
-        }[which]
+        return _select(
+            which,
+            phi=lambda: mu,
+            dphi=lambda: jnp.ones_like(mu + delta),
+            ddphi=lambda: jnp.zeros_like(mu + delta),
+            Phi=lambda: 0.5 * (mu**2 + delta),
+        )
 
     def gaussian_second_moment(self, mu, delta, which: Which = "phi"):
         return self.gaussian_correlation(mu, delta, delta, which)
 
     def gaussian_correlation(self, mu, delta0, delta, which: Which = "phi"):
-        _check_which(which)
         mu = jnp.asarray(mu, dtype=float)
         delta0 = jnp.asarray(delta0, dtype=mu.dtype)
         delta = jnp.asarray(delta, dtype=mu.dtype)
-        return {
-            "phi": mu**2 + delta,
-            "dphi": jnp.ones_like(mu + delta0 + delta),
-            "ddphi": jnp.zeros_like(mu + delta0 + delta),
-            "Phi": 0.25
+        return _select(
+            which,
+            phi=lambda: mu**2 + delta,
+            dphi=lambda: jnp.ones_like(mu + delta0 + delta),
+            ddphi=lambda: jnp.zeros_like(mu + delta0 + delta),
+            Phi=lambda: 0.25
             * (mu**4 + 2 * mu**2 * delta0 + 4 * mu**2 * delta + delta0**2 + 2 * delta**2),
-        }[which]
+        )
 
 
 _BY_NAME = {"tanh": Tanh, "erf": Erf, "relu": ReLU, "linear": Linear, "shifted-tanh": ShiftedTanh}

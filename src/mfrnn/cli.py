@@ -1,6 +1,8 @@
 """`mfrnn` command line. Parses arguments, calls the public API, writes files."""
 
 import argparse
+import dataclasses
+import functools as ft
 import json
 import pathlib
 import sys
@@ -56,25 +58,11 @@ def _ensemble_from_args(args, mfrnn):
         return mfrnn.GaussianEnsemble(args.g, args.bias, args.input_std, phi=phi)
     if args.ensemble == "lowrank":
         return mfrnn.LowRankEnsemble.rank_one(
-            sigma_mn=args.sigma_mn,
-            sigma_m=args.sigma_m,
-            sigma_n=args.sigma_n,
-            mean_m=args.mean_m,
-            mean_n=args.mean_n,
-            g=args.g,
-            bias=args.bias,
-            phi=phi,
-        )
+            sigma_mn=args.sigma_mn, sigma_m=args.sigma_m, sigma_n=args.sigma_n,
+            mean_m=args.mean_m, mean_n=args.mean_n, g=args.g, bias=args.bias, phi=phi)
     return mfrnn.EIEnsemble(
-        args.frac_e,
-        mean_e=args.mean_e,
-        mean_i=args.mean_i,
-        std_e=args.std_e,
-        std_i=args.std_i,
-        zero_row_sum=args.zero_row_sum,
-        bias=args.bias,
-        phi=phi,
-    )
+        args.frac_e, mean_e=args.mean_e, mean_i=args.mean_i, std_e=args.std_e,
+        std_i=args.std_i, zero_row_sum=args.zero_row_sum, bias=args.bias, phi=phi)
 
 
 def _simulate(args) -> dict:
@@ -108,46 +96,25 @@ def _simulate(args) -> dict:
     elapsed = time.perf_counter() - start
     discard = int(np.searchsorted(np.asarray(ts), args.discard))
     stats = [mfrnn.activity_summary(x, discard=discard) for x in xs]
-    summary = {
-        key: float(np.mean([float(s[key]) for s in stats])) for key in stats[0]
-    }
+    summary = {key: float(np.mean([float(s[key]) for s in stats])) for key in stats[0]}
     J = network.dense_matrix() if args.n <= 2000 else None
     summary.update(
-        {
-            "command": "simulate",
-            "ensemble": args.ensemble,
-            "n": args.n,
-            "g": args.g,
-            "phi": args.phi,
-            "trials": args.trials,
-            "t1": args.t1,
-            "spectral_radius": None if J is None else mfrnn.spectral_radius(network),
-            "seconds": elapsed,
-        }
-    )
+        command="simulate", ensemble=args.ensemble, n=args.n, g=args.g, phi=args.phi,
+        trials=args.trials, t1=args.t1, seconds=elapsed,
+        spectral_radius=None if J is None else mfrnn.spectral_radius(network))
     if isinstance(network, mfrnn.LowRankNetwork):
         kappa = np.asarray(jax.vmap(jax.vmap(network.kappa))(jnp.asarray(xs)))
         # Per trial: +kappa and -kappa branches would cancel in an average over trials.
         summary["kappa"] = kappa[:, discard:].mean(axis=1).tolist()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        out / "simulation.npz",
-        ts=np.asarray(ts),
-        xs=xs,
-        x0=np.asarray(x0s),
-        **({"J": np.asarray(J)} if J is not None else {}),
-    )
+    np.savez_compressed(out / "simulation.npz", ts=np.asarray(ts), xs=xs, x0=np.asarray(x0s),
+                        **({"J": np.asarray(J)} if J is not None else {}))
     fig = mfrnn.plotting.plot_activity(
-        ts,
-        xs[0],
-        rates=np.asarray(network.phi(jnp.asarray(xs[0]))),
-        title=f"{args.ensemble} network, N = {args.n}, g = {args.g}, phi = {args.phi}",
-    )
+        ts, xs[0], rates=np.asarray(network.phi(jnp.asarray(xs[0]))),
+        title=f"{args.ensemble} network, N = {args.n}, g = {args.g}, phi = {args.phi}")
     fig.savefig(out / "activity.png", dpi=120)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    summary["files"] = [str(out / f) for f in ("activity.png", "simulation.npz", "summary.json")]
-    return summary
+    return _write_json(out, "summary.json", summary, ["activity.png", "simulation.npz"])
 
 
 def _add_theory_arguments(p) -> None:
@@ -200,40 +167,30 @@ def _float_or_none(x) -> float | None:
     return x if x == x else None  # NaN -> null in JSON
 
 
+def _write_json(out, name: str, result: dict, others=()) -> dict:
+    """Write `result` to `out/name`; list it after the `others` written to `out` (names
+    or paths) under `result["files"]`."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(json.dumps(result, indent=2))
+    result["files"] = [str(out / pathlib.Path(f).name) for f in (*others, name)]
+    return result
+
+
+@ft.cache
 def _dmft_program():
     """dmft_lyapunov and the tail rate of a solved point as one compiled program (reused
     for every value, and kept across runs by the persistent compilation cache)."""
-    global _DMFT_PROGRAM
-    if _DMFT_PROGRAM is None:
-        import functools as ft
+    import equinox as eqx
 
-        import equinox as eqx
-        import jax
-        import jax.numpy as jnp
+    import mfrnn
 
-        import mfrnn
+    @eqx.filter_jit
+    def program(ensemble, sol):
+        ac = mfrnn.dmft_autocorrelation(ensemble, sol, throw=False)
+        return mfrnn.dmft_lyapunov(ensemble, sol, throw=False), ac.tail_rate
 
-        def tail_rate(phi, g, bias, delta0, delta_inf, regime):
-            # As Autocorrelation.tail_rate: sqrt(1 - g^2 [phi']_{Delta0, Delta_inf}).
-            dphi = phi.gaussian_correlation(bias, delta0, delta_inf, "dphi")
-            chaotic = regime == mfrnn.REGIME_NAMES.index("chaotic")
-            k2 = 1.0 - g**2 * dphi
-            return jnp.where(chaotic, jnp.sqrt(jnp.maximum(k2, 0.0)), jnp.nan)
-
-        @eqx.filter_jit
-        def program(ensemble, sol):
-            lyap = mfrnn.dmft_lyapunov(ensemble, sol, throw=False)
-            g, bias = (jnp.broadcast_to(x, sol.delta0.shape) for x in (ensemble.g, ensemble.bias))
-            fn = ft.partial(tail_rate, ensemble.phi)
-            for _ in range(sol.delta0.ndim):  # one point at a time over a grid
-                fn = jax.vmap(fn)
-            return lyap, fn(g, bias, sol.delta0, sol.delta_inf, sol.regime)
-
-        _DMFT_PROGRAM = program
-    return _DMFT_PROGRAM
-
-
-_DMFT_PROGRAM = None
+    return program
 
 
 def _dmft_record(args, mfrnn, values, sol, lyap, tail_rate) -> dict:
@@ -309,27 +266,16 @@ def _dmft(args) -> dict:
     ac = mfrnn.dmft_autocorrelation(ensemble, sol, throw=False)
     tau_max = 6 * result["tau_half"] if result["regime"] == "chaotic" else 20.0
     lags = np.linspace(0.0, tau_max, 400)
-    sim = None
+    cmp = None
     if args.simulate is not None:
-        if args.t1 <= 50:
-            raise ValueError(f"`--t1` must exceed the 50-unit transient, got {args.t1}.")
-        k_net, k_x0, k_tangent = jax.random.split(jax.random.key(args.seed), 3)
-        network = ensemble.sample(args.simulate, key=k_net)
-        # float32 simulation: half the memory traffic of J; the theory stays float64.
-        network = mfrnn.to_dtype(network, jnp.float32)
-        x0 = jax.random.normal(k_x0, (args.simulate,), jnp.float32)
-        dt = 0.2
-        est = mfrnn.lyapunov_exponents(
-            network, x0, dt=dt, n_steps=int((args.t1 - 50) / dt), transient_steps=int(50 / dt),
-            renorm_every=1, save_states=True, key=k_tangent,
-        )
-        sim = mfrnn.activity_autocorrelation(est.xs, dt, max_lag=tau_max)
+        cmp = mfrnn.compare_dmft(ensemble, args.simulate, key=jax.random.key(args.seed),
+                                 t1=args.t1, max_lag=tau_max, throw=False)
         result["simulation"] = {
             "n": args.simulate,
-            "delta0": float(sim.delta0),
-            "delta_inf": float(sim.delta_inf),
-            "tau_half": _float_or_none(sim.tau_half),
-            "lyapunov": float(est.exponents[0]),
+            "delta0": float(cmp.delta0[0]),
+            "delta_inf": float(cmp.delta_inf[0]),
+            "tau_half": _float_or_none(cmp.tau_half[0]),
+            "lyapunov": float(cmp.lyapunov[0]),
         }
     import mfrnn.plotting
 
@@ -338,14 +284,12 @@ def _dmft(args) -> dict:
     fig = mfrnn.plotting.plot_autocorrelation(
         lags,
         np.asarray(ac(jnp.asarray(lags))),
-        simulated_lags=None if sim is None else np.asarray(sim.lags),
-        simulated=None if sim is None else np.asarray(sim.autocorrelation),
+        simulated_lags=None if cmp is None else np.asarray(cmp.lags),
+        simulated=None if cmp is None else np.asarray(cmp.autocorrelation[0]),
         title=f"DMFT, g = {args.g}, phi = {args.phi}, b = {args.bias}, s_I = {args.input_std}",
     )
     fig.savefig(out / "autocorrelation.png", dpi=120)
-    (out / "dmft.json").write_text(json.dumps(result, indent=2))
-    result["files"] = [str(out / "autocorrelation.png"), str(out / "dmft.json")]
-    return result
+    return _write_json(out, "dmft.json", result, ["autocorrelation.png"])
 
 
 def _onset_record(args, mfrnn, values, sol) -> dict:
@@ -382,12 +326,7 @@ def _onset(args) -> dict:
                 f", {k} = {v}" for k, v in values.items() if k != name),
         )
     result = _onset_record(args, mfrnn, values, sol)
-    if args.out is not None:
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "onset.json").write_text(json.dumps(result, indent=2))
-        result["files"] = [str(out / "onset.json")]
-    return result
+    return result if args.out is None else _write_json(args.out, "onset.json", result)
 
 
 def _value_or_grid(text: str) -> float | tuple[float, float, int]:
@@ -479,8 +418,9 @@ def _add_lowrank(sub) -> None:
     )
     p.add_argument("--g", type=_value_or_grid, required=True,
                    help="random gain, or a grid A:B:N to sweep")
-    p.add_argument("--sigma-mn", type=_value_or_grid, required=True,
-                   help="cov(m, n), or a grid A:B:N to sweep")
+    p.add_argument("--sigma-mn", type=_value_or_grid, default=0.0,
+                   help="cov(m, n), or a grid A:B:N to sweep (0: the Mastrogiuseppe-Ostojic "
+                   "convention, overlap by --mean-m --mean-n)")
     p.add_argument("--order", type=_positive_int, default=301, help="quadrature nodes")
     _add_lowrank_arguments(p)
     p.add_argument("--out", default=None,
@@ -488,28 +428,76 @@ def _add_lowrank(sub) -> None:
     p.set_defaults(func=_lowrank)
 
 
+# The fields of LowRankEnsemble.rank_one that `mfrnn phase` takes as axes or `--set`.
+_PHASE_FIELDS = ("g", "sigma_mn", "sigma_m", "sigma_n", "mean_m", "mean_n", "bias")
+
+
+def _field(text: str, value=float):
+    """FIELD=VALUE (`value` parses VALUE), FIELD one of _PHASE_FIELDS."""
+    name, sep, rest = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    if name not in _PHASE_FIELDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown field {name!r}; expected one of {', '.join(_PHASE_FIELDS)}")
+    try:
+        return name, value(rest)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad value in {text!r}") from None
+
+
 def _add_phase(sub) -> None:
     p = sub.add_parser(
         "phase",
-        help="(g, sigma_mn) phase diagram of a rank-one + random ensemble: PNG + NPZ + JSON",
+        help="phase diagram of a rank-one + random ensemble over two of its fields "
+        "(default g and sigma_mn): PNG + NPZ + JSON",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--g", type=_grid, default=(0.1, 3.0, 16), help="g grid A:B:N")
-    p.add_argument("--sigma-mn", type=_grid, default=(0.0, 2.9, 16), help="sigma_mn grid A:B:N")
+    p.add_argument("--x", type=lambda t: _field(t, _grid), default=None, metavar="FIELD=A:B:N",
+                   help=f"x axis, any of {', '.join(_PHASE_FIELDS)} (default: --g)")
+    p.add_argument("--y", type=lambda t: _field(t, _grid), default=None, metavar="FIELD=A:B:N",
+                   help="y axis (default: --sigma-mn)")
+    p.add_argument("--set", type=_field, action="append", default=[], metavar="FIELD=VALUE",
+                   help="value of a field that is not an axis, e.g. --set mean_m=1.1")
+    p.add_argument("--g", type=_grid, default=None, help="g grid A:B:N (as --x g=A:B:N; "
+                   "default 0.1:3:16)")
+    p.add_argument("--sigma-mn", type=_grid, default=None, help="sigma_mn grid A:B:N (as "
+                   "--y sigma_mn=A:B:N; default 0:2.9:16)")
     p.add_argument("--order", type=_positive_int, default=61, help="quadrature nodes")
     p.add_argument("--out", default="runs/phase", help="output folder")
     _add_lowrank_arguments(p)
     p.set_defaults(func=_phase)
 
 
-def _lowrank_ensemble(args, mfrnn, g, sigma_mn, order=None):
-    kwargs = {} if order is None else {"order": order}
-    if args.phi not in ("tanh", "shifted-tanh"):
-        kwargs = {}
-    return mfrnn.LowRankEnsemble.rank_one(
-        sigma_mn=sigma_mn, sigma_m=args.sigma_m, sigma_n=args.sigma_n, mean_m=args.mean_m,
-        mean_n=args.mean_n, g=g, phi=mfrnn.nonlinearity(args.phi, **kwargs),
-    )
+def _phase_plane(args) -> tuple[dict, dict]:
+    """The two axes `{field: (A, B, N)}` (x first) and the other fields' values."""
+    axes = []
+    for flag, axis, grid, name, default in (
+        ("--x", args.x, args.g, "g", (0.1, 3.0, 16)),
+        ("--y", args.y, args.sigma_mn, "sigma_mn", (0.0, 2.9, 16)),
+    ):
+        if axis is not None and grid is not None:
+            raise ValueError(f"`{flag}` and `--{name.replace('_', '-')}` both give the "
+                             f"{flag[2:]} axis; give one.")
+        axes.append(axis if axis is not None else (name, grid or default))
+    axes = dict(axes)
+    if len(axes) != 2:
+        raise ValueError(f"`--x` and `--y` must be two different fields, got {list(axes)}.")
+    fixed = dict(sigma_m=args.sigma_m, sigma_n=args.sigma_n, mean_m=args.mean_m,
+                 mean_n=args.mean_n)
+    for name, value in args.set:
+        if name in axes:
+            raise ValueError(f"`--set {name}=...`: {name} is an axis.")
+        fixed[name] = value
+    return axes, {k: v for k, v in fixed.items() if k not in axes}
+
+
+def _phi(args, mfrnn, order=None):
+    phi = mfrnn.nonlinearity(args.phi)
+    if order is not None and isinstance(phi, mfrnn.AbstractQuadratureNonlinearity):
+        phi = mfrnn.nonlinearity(args.phi, order=order)
+    return phi
 
 
 def _jax_setup(args, x64: bool = False):
@@ -520,13 +508,10 @@ def _jax_setup(args, x64: bool = False):
 
     if x64:
         jax.config.update("jax_enable_x64", True)
-    from mfrnn._compilation_cache import (
-        compilation_cache_disabled,
-        enable_compilation_cache,
-    )
+    import mfrnn
 
-    if getattr(args, "compilation_cache", False) and not compilation_cache_disabled():
-        enable_compilation_cache()
+    if getattr(args, "compilation_cache", False) and not mfrnn.compilation_cache_disabled():
+        mfrnn.enable_compilation_cache()
     return jax
 
 
@@ -566,7 +551,9 @@ def _lowrank(args) -> dict:
         raise ValueError(f"`--g` must be non-negative, got {_shown(args.g)}.")
     values, sweep = _sweep(args, ("g", "sigma_mn"))
     start = time.perf_counter()
-    ensemble = _lowrank_ensemble(args, mfrnn, values["g"], values["sigma_mn"], args.order)
+    ensemble = mfrnn.LowRankEnsemble.rank_one(
+        sigma_mn=values["sigma_mn"], sigma_m=args.sigma_m, sigma_n=args.sigma_n,
+        mean_m=args.mean_m, mean_n=args.mean_n, g=values["g"], phi=_phi(args, mfrnn, args.order))
     pd = jax.device_get(mfrnn.phase_diagram(ensemble, throw=False))  # one transfer
     if sweep is not None:
         name, axis = sweep
@@ -585,86 +572,55 @@ def _lowrank(args) -> dict:
             + ", ".join(f"{k} = {v:g}" for k, v in fixed.items()),
         )
     result = {**_lowrank_record(args, mfrnn, values, pd), "seconds": time.perf_counter() - start}
-    if args.out is not None:
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "lowrank.json").write_text(json.dumps(result, indent=2))
-        result["files"] = [str(out / "lowrank.json")]
-    return result
+    return result if args.out is None else _write_json(args.out, "lowrank.json", result)
 
 
 def _phase(args) -> dict:
-    _, mfrnn = _theory_setup(args)
+    _, mfrnn = _theory_setup(args)  # mfrnn.plotting loads on first use
     import jax.numpy as jnp
     import numpy as np
 
-    import mfrnn.plotting
-
-    g_axis = np.linspace(*args.g)
-    s_axis = np.linspace(*args.sigma_mn)
-    if g_axis[0] < 0:
-        raise ValueError(f"`--g` must be non-negative, got {args.g}.")
-    G, S = np.meshgrid(g_axis, s_axis, indexing="ij")
+    grids, fixed = _phase_plane(args)
+    (xname, xgrid), (yname, ygrid) = grids.items()
+    axes = {xname: np.linspace(*xgrid), yname: np.linspace(*ygrid)}
+    X, Y = np.meshgrid(axes[xname], axes[yname], indexing="ij")
+    phi = _phi(args, mfrnn, args.order)
+    ens = mfrnn.LowRankEnsemble.rank_one(
+        **fixed, **{xname: jnp.asarray(X), yname: jnp.asarray(Y)}, phi=phi)
     start = time.perf_counter()
-    print(f"mfrnn phase: solving {G.size} grid points...", file=sys.stderr, flush=True)
-    ens = _lowrank_ensemble(args, mfrnn, jnp.asarray(G), jnp.asarray(S), args.order)
-    pd = mfrnn.phase_diagram(ens, throw=False)  # failed cells are drawn as such
-    phase = np.asarray(pd.phase)
+    # Failed cells are drawn as such; stages are reported on stderr.
+    pd = mfrnn.phase_diagram(ens, throw=False, progress=True)
     seconds = time.perf_counter() - start
-
-    # Boundaries, computed directly: the kappa-instability of the kappa = 0 state
-    # (pitchfork for g < 1, the g_BB curve above), and the chaos boundary of the
-    # heterogeneous fixed point.
-    g_fine = np.linspace(g_axis[0], g_axis[-1], 120)
-    overlap = mfrnn.kappa_instability_overlap(jnp.asarray(g_fine), ens.phi, throw=False)
-    kappa_line = np.asarray(overlap.value) - args.mean_m * args.mean_n
-    s_fine = np.linspace(s_axis[0], s_axis[-1], 60)
-    fp_ens = _lowrank_ensemble(args, mfrnn, jnp.ones_like(s_fine), jnp.asarray(s_fine), args.order)
-    chaos = mfrnn.fixed_point_chaos_boundary(fp_ens, throw=False)
-    chaos_g = np.where(np.asarray(chaos.result == mfrnn.RESULTS.successful), chaos.value, np.nan)
-
+    # Boundary curves on finer axes than the grid's.
+    fine = {k: np.linspace(v[0], v[-1], n) for (k, v), n in zip(axes.items(), (120, 60))}
+    lines = mfrnn.phase_boundaries(fine, fixed, phi=phi, throw=False)
+    phase, success = np.asarray(pd.phase), np.asarray(pd.success)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    arrays = dict(
-        g=g_axis, sigma_mn=s_axis, phase=phase, kappa=np.asarray(pd.kappa[..., 0]),
+    np.savez(
+        out / "phase.npz", **axes, phase=phase, kappa=np.asarray(pd.kappa[..., 0]),
         delta0=np.asarray(pd.delta0[..., 0]), delta_inf=np.asarray(pd.delta_inf[..., 0]),
         bulk_radius=np.asarray(pd.bulk_radius), outlier=np.asarray(pd.outlier),
-        success=np.asarray(pd.success), boundary_kappa_g=g_fine,
-        boundary_kappa_sigma_mn=kappa_line, boundary_chaos_sigma_mn=s_fine,
-        boundary_chaos_g=chaos_g,
+        success=success,
+        **{f"boundary_{line.name}_{k}": np.asarray(v) for line in lines
+           for k, v in ((xname, line.x), (yname, line.y))},
     )
-    np.savez(out / "phase.npz", **arrays)
-    xlabel, ylabel = mfrnn.grid_labels(ens)
     fig = mfrnn.plotting.plot_phase_diagram(
-        g_axis, s_axis, phase, np.asarray(pd.success), mfrnn.PHASE_NAMES,
-        xlabel=xlabel, ylabel=ylabel,
-        boundaries=[
-            ("kappa = 0 unstable (pitchfork, g_BB)", g_fine, kappa_line),
-            ("fixed point -> chaos", chaos_g, s_fine),
-        ],
-        title=f"rank one + random, sigma_m = {args.sigma_m}, sigma_n = {args.sigma_n}, "
-        f"M_m M_n = {args.mean_m * args.mean_n:g}",
+        axes[xname], axes[yname], phase, success, mfrnn.PHASE_NAMES, xlabel=xname,
+        ylabel=yname, boundaries=[(line.label, line.x, line.y) for line in lines],
+        title=f"rank one + random, phi = {args.phi}, "
+        + ", ".join(f"{k} = {v:g}" for k, v in fixed.items()),
     )
     fig.savefig(out / "phase.png", dpi=120)
-    counts = {name: int(np.sum(phase[np.asarray(pd.success)] == i))
-              for i, name in enumerate(mfrnn.PHASE_NAMES)}
     result = {
-        "command": "phase",
-        "g": list(args.g),
-        "sigma_mn": list(args.sigma_mn),
-        "sigma_m": args.sigma_m,
-        "sigma_n": args.sigma_n,
-        "mean_m": args.mean_m,
-        "mean_n": args.mean_n,
-        "phi": args.phi,
-        "points": int(G.size),
-        "phase_counts": counts,
-        "failed_points": int(np.sum(~np.asarray(pd.success))),
+        "command": "phase", "axes": [xname, yname], xname: list(xgrid), yname: list(ygrid),
+        **fixed, "phi": args.phi, "points": int(X.size),
+        "phase_counts": {name: int(np.sum(phase[success] == i))
+                         for i, name in enumerate(mfrnn.PHASE_NAMES)},
+        "failed_points": int(np.sum(~success)),
         "seconds_with_compile": seconds,
     }
-    (out / "phase.json").write_text(json.dumps(result, indent=2))
-    result["files"] = [str(out / f) for f in ("phase.png", "phase.npz", "phase.json")]
-    return result
+    return _write_json(out, "phase.json", result, ["phase.png", "phase.npz"])
 
 
 def _add_dimension(sub) -> None:
@@ -741,7 +697,7 @@ def _dimension(args) -> dict:
         mfrnn.RandomModeEnsemble(args.g, jnp.append(jnp.asarray(ranks), jnp.inf), phi=phi),
         throw=False,
     )
-    ok = np.asarray(curve.result._value) == 0
+    ok = np.asarray(curve.result == mfrnn.RESULTS.successful)
     pr_phi = np.where(ok, np.asarray(curve.pr_phi), np.nan)
     pr_x = np.where(ok, np.asarray(curve.pr_x), np.nan)
     out = pathlib.Path(args.out)
@@ -751,21 +707,7 @@ def _dimension(args) -> dict:
         title=f"random-mode network, g_eff = {args.g}, phi = {args.phi}",
     )
     fig.savefig(out / "dimension.png", dpi=120)
-    (out / "dimension.json").write_text(json.dumps(result, indent=2))
-    result["files"] = [str(out / "dimension.png"), str(out / "dimension.json")]
-    return result
-
-# Published stopping criteria (docs/guide/tasks.md): MSE tasks stop at a loss, decision
-# tasks at an accuracy.
-_TRAIN_TARGETS = {
-    "and": ("loss", 1e-3), "or": ("loss", 1e-3), "xor": ("loss", 1e-3), "not": ("loss", 1e-3),
-    "flipflop1": ("loss", 1e-3), "flipflop3": ("loss", 9e-3),
-    "time_reproduction": ("loss", 1e-3), "oscillation": ("loss", 1e-3), "sine": ("loss", 5e-2),
-    "perceptual_decision": ("accuracy", 0.85), "context_decision": ("accuracy", 0.9),
-    "match_to_sample": ("accuracy", 0.9), "parametric_wm": ("accuracy", 0.85),
-    # The names the tasks' specs (and so metrics.json) carry.
-    "logic_gate": ("loss", 1e-3), "flipflop": ("loss", 9e-3),
-}
+    return _write_json(out, "dimension.json", result, ["dimension.png"])
 
 
 def _task_argument(text: str) -> tuple[str, float | int | str]:
@@ -801,8 +743,8 @@ def _add_train(sub) -> None:
     p.add_argument("--seeds", type=_positive_int, default=1, help="members trained at once")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--g", type=float, default=None,
-                   help="initial random gain (default 0.9, 1.5 for match_to_sample; 0 for "
-                   "low rank)")
+                   help="initial random gain (default: the task's initial_g, 0.9 but 1.5 for "
+                   "match_to_sample; 0 for low rank)")
     p.add_argument("--phi", default="tanh")
     p.add_argument("--tau", type=float, default=100.0, help="time constant (ms)")
     p.add_argument("--steps", type=_positive_int, default=2000, help="maximum steps")
@@ -818,7 +760,8 @@ def _add_train(sub) -> None:
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--solver", choices=["euler", "diffrax"], default="euler")
     p.add_argument("--target-accuracy", type=float, default=None,
-                   help="stop a member at this accuracy (default: the task's criterion)")
+                   help="stop a member at this accuracy (default: the task's target_loss or "
+                   "target_accuracy)")
     p.add_argument("--target-loss", type=float, default=None)
     p.add_argument("--eval-every", type=_positive_int, default=50)
     p.add_argument("--checkpoint-every", type=_positive_int, default=100)
@@ -851,44 +794,23 @@ def _train(args) -> dict:
     # The persistent compilation cache is on (as for every command run as a program;
     # `fit` uses it too, unless $MFRNN_NO_COMPILATION_CACHE is set): a second run of
     # the same training skips compilation. metrics.json reports its folder and size.
-    _jax_setup(args, args.x64)
+    jax = _jax_setup(args, args.x64)
     import mfrnn
 
-    def _cache_report():
-        import jax
-
-        from mfrnn._compilation_cache import (
-            compilation_cache_disabled,
-            compilation_cache_size,
-            default_compilation_cache_dir,
-        )
-
-        folder = jax.config.jax_compilation_cache_dir
-        if folder is None and not compilation_cache_disabled():
-            folder = default_compilation_cache_dir()
-        return None if folder is None else dict(folder=str(folder),
-                                                bytes=compilation_cache_size(folder))
-
     task = mfrnn.make_task(args.task, **dict(args.task_arg))
-    # DMS is an XOR of sample and test: at g = 0.9 tanh networks sit at the symmetric
-    # point (output 0, chance) while g = 1.5 gives the nonlinear mixing to learn it.
-    default_g = 1.5 if args.task.lower() == "match_to_sample" else 0.9
-    g = args.g if args.g is not None else (0.0 if args.rank else default_g)
+    g = args.g if args.g is not None else (0.0 if args.rank else task.initial_g)
     spec = mfrnn.NetworkSpec(n=args.n, rank=args.rank, dale=args.dale, frac_e=args.frac_e,
                              g=g, phi=args.phi, tau=args.tau)
-    # neurogym pools: its criterion (argmax at the last step), near PDM's ceiling.
-    kind, value = _TRAIN_TARGETS.get(args.task.lower(), ("accuracy", 0.8))
-    target_accuracy = args.target_accuracy
-    target_loss = args.target_loss
-    if target_accuracy is None and target_loss is None:
-        target_accuracy, target_loss = (value, None) if kind == "accuracy" else (None, value)
+    targets = (args.target_accuracy, args.target_loss)
+    if targets == (None, None):
+        targets = (task.target_accuracy, task.target_loss)
     train = tuple(args.train) if args.train else (("J", "W_in", "W_out", "bias"))
     config = mfrnn.TrainConfig(
         learning_rate=tuple(args.lr) if len(args.lr) > 1 else args.lr[0],
         n_steps=args.steps, batch_size=args.batch, loss=args.loss, train=train,
         grad_clip=args.grad_clip if args.grad_clip > 0 else None, l2_rates=args.l2_rates,
         l2_weights=args.l2_weights, noise_std=args.noise_std, solver=args.solver,
-        target_accuracy=target_accuracy, target_loss=target_loss,
+        target_accuracy=targets[0], target_loss=targets[1],
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
     )
     out = pathlib.Path(args.out)
@@ -901,9 +823,13 @@ def _train(args) -> dict:
     result = mfrnn.fit(task, spec, config, seed=args.seed, n_seeds=args.seeds,
                        checkpoint=checkpoint, resume=True, progress=not args.no_progress)
     summary = _write_evaluation(mfrnn, result, out, trials=512, seed=args.seed + 1)
-    summary.update(command="train", resumed=resumed, compilation_cache=_cache_report())
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    summary["files"] = [str(out / f) for f in ("checkpoint.mfrnn", "metrics.json")] + summary.pop("plots")
+    folder = jax.config.jax_compilation_cache_dir
+    if folder is None and not mfrnn.compilation_cache_disabled():
+        folder = mfrnn.default_compilation_cache_dir()
+    summary.update(command="train", resumed=resumed, compilation_cache=None if folder is None
+                   else dict(folder=str(folder), bytes=mfrnn.compilation_cache_size(folder)))
+    _write_json(out, "metrics.json", summary, ["checkpoint.mfrnn", *summary["plots"]])
+    del summary["plots"]  # listed in "files"
     return summary
 
 
@@ -912,68 +838,55 @@ def _evaluate(args) -> dict:
     import mfrnn
 
     folder = pathlib.Path(args.dir)
-    result = mfrnn.load_checkpoint(folder / "checkpoint.mfrnn")
-    if result.x64:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    result = _load_run(mfrnn, folder)
     summary = _write_evaluation(mfrnn, result, folder, trials=args.trials, seed=args.seed,
                                 prefix="eval_")
     summary["command"] = "evaluate"
-    (folder / "evaluation.json").write_text(json.dumps(summary, indent=2))
-    summary["files"] = [str(folder / "evaluation.json")] + summary.pop("plots")
+    _write_json(folder, "evaluation.json", summary, summary["plots"])
+    del summary["plots"]  # listed in "files"
     return summary
 
 
 def _write_evaluation(mfrnn, result, out, *, trials, seed, prefix="") -> dict:
     """Evaluate every member on fresh trials; plot the best one. Returns the summary."""
     import jax.random as jr
+    import matplotlib.pyplot as plt
     import numpy as np
 
     import mfrnn.plotting
 
-    task, config = result.task, result.config
-    if task.name == "neurogym":  # score on a fresh pool, not on the training trials
-        spec = task.spec()
-        spec["kwargs"]["seed"] += 10_000
-        task = mfrnn.task_from_spec(spec)
-    members = []
-    evaluations = []
-    for i in range(result.n_members):
-        ev = mfrnn.evaluate(result.member(i), task, key=jr.key(seed), batch=trials,
-                            loss=config.loss, noise_std=config.noise_std)
-        evaluations.append(ev)
-        members.append(dict(
-            member=i, learning_rate=result.learning_rates[i], accuracy=ev.accuracy,
-            loss=None if np.isnan(ev.loss) else ev.loss,
-            steps_to_criterion=result.steps_to_criterion[i], by_condition=ev.by_condition,
-        ))
+    task, config = result.task.held_out(), result.config
+    evaluations = [
+        mfrnn.evaluate(result.member(i), task, key=jr.key(seed), batch=trials,
+                       loss=config.loss, noise_std=config.noise_std)
+        for i in range(result.n_members)
+    ]
+    members = [
+        dict(member=i, learning_rate=result.learning_rates[i], accuracy=ev.accuracy,
+             loss=None if np.isnan(ev.loss) else ev.loss,
+             steps_to_criterion=result.steps_to_criterion[i], by_condition=ev.by_condition)
+        for i, ev in enumerate(evaluations)
+    ]
     best = int(np.argmax([ev.accuracy for ev in evaluations]))
     ev = evaluations[best]
-    plots = []
-    fig = mfrnn.plotting.plot_training(result.history, title=task.name)
-    plots.append(out / f"{prefix}loss.png")
-    fig.savefig(plots[-1], dpi=110)
-    fig = mfrnn.plotting.plot_trials(ev.u, ev.y, ev.mask, ev.z, dt=task.dt,
-                                     title=f"{task.name}, member {best}")
-    plots.append(out / f"{prefix}trials.png")
-    fig.savefig(plots[-1], dpi=110)
-    if ev.chose_plus is not None and "coherence" in ev.info:
-        groups = ev.info.get("context")
-        fig = mfrnn.plotting.plot_psychometric(
-            ev.info["coherence"], ev.chose_plus, groups=groups,
-            group_names=None if groups is None else ["motion context", "colour context"],
-            xlabel="signed coherence of the relevant input (%)", title=task.name)
-        plots.append(out / f"{prefix}psychometric.png")
-        fig.savefig(plots[-1], dpi=110)
-    import matplotlib.pyplot as plt
-
+    figures = {
+        "loss": mfrnn.plotting.plot_training(result.history, title=task.name),
+        "trials": mfrnn.plotting.plot_trials(ev.u, ev.y, ev.mask, ev.z, dt=task.dt,
+                                             title=f"{task.name}, member {best}"),
+    }
+    curve = mfrnn.psychometric_curve(task, ev.info, ev.chose_plus)
+    if curve is not None:
+        figures["psychometric"] = mfrnn.plotting.plot_psychometric(
+            curve.evidence, curve.fraction_plus, group_names=curve.group_names,
+            xlabel=curve.xlabel, title=task.name)
+    for name, fig in figures.items():
+        fig.savefig(out / f"{prefix}{name}.png", dpi=110)
     plt.close("all")
     return dict(
-        task=task.spec(), network=dataclasses_asdict(result.spec), step=result.step,
+        task=task.spec(), network=dataclasses.asdict(result.spec), step=result.step,
         seconds=result.seconds, compile_seconds=result.compile_seconds,
         history=result.history, best_member=best, accuracy=members[best]["accuracy"],
-        members=members, plots=[str(p) for p in plots],
+        members=members, plots=[str(out / f"{prefix}{name}.png") for name in figures],
     )
 
 
@@ -1055,10 +968,7 @@ def _analyze(args) -> dict:
     plt.close("all")
     summary = analysis.summary()
     summary.update(command="analyze", member=args.member)
-    (folder / "analysis.json").write_text(json.dumps(summary, indent=2))
-    summary["files"] = [str(folder / f) for f in ("analysis.json", "fixed_points.png",
-                                                   "spectrum.png")]
-    return summary
+    return _write_json(folder, "analysis.json", summary, ["fixed_points.png", "spectrum.png"])
 
 
 def _populations(args) -> dict:
@@ -1097,15 +1007,7 @@ def _populations(args) -> dict:
             for i, k in enumerate(np.asarray(pa.n_populations))
         ],
     }
-    (folder / "populations.json").write_text(json.dumps(summary, indent=2))
-    summary["files"] = [str(folder / "populations.json"), str(folder / "populations.png")]
-    return summary
-
-
-def dataclasses_asdict(x) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(x)
+    return _write_json(folder, "populations.json", summary, ["populations.png"])
 
 
 def build_parser() -> argparse.ArgumentParser:

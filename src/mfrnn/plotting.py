@@ -208,25 +208,24 @@ def plot_trials(u, y, mask, z, *, dt: float = 1.0, n_trials: int = 4,
     return fig
 
 
-def plot_psychometric(signed_coherence, chose_plus, *, xlabel: str = "signed coherence (%)",
-                      groups=None, group_names=None, title: str | None = None) -> Figure:
-    """Fraction of +1 choices against signed evidence, optionally one curve per group
-    (e.g. context)."""
-    c = np.asarray(signed_coherence, float)
-    chose = np.asarray(chose_plus, float)
-    groups = np.zeros_like(c) if groups is None else np.asarray(groups)
+def plot_psychometric(evidence, fraction_plus, *, group_names=(),
+                      xlabel: str = "signed coherence (%)", title: str | None = None) -> Figure:
+    """Fraction of +1 choices against signed evidence, one curve per row of
+    `fraction_plus` (group, level), e.g. from [`mfrnn.psychometric_curve`][]: pass
+    `curve.evidence, curve.fraction_plus, group_names=curve.group_names,
+    xlabel=curve.xlabel`. NaN cells (no trial) are left out."""
+    levels = np.asarray(evidence, float)
+    rows = np.atleast_2d(np.asarray(fraction_plus, float))
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    for gi, g in enumerate(np.unique(groups)):
-        sel = groups == g
-        levels = np.unique(c[sel])
-        frac = [np.mean(chose[sel & (c == v)]) for v in levels]
-        label = None if group_names is None else group_names[gi]
-        ax.plot(levels, frac, "o-", label=label)
+    for gi, row in enumerate(rows):
+        shown = np.isfinite(row)
+        label = group_names[gi] if gi < len(group_names) else None
+        ax.plot(levels[shown], row[shown], "o-", label=label)
     ax.axhline(0.5, color="0.7", lw=0.8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("P(choice = +1)")
     ax.set_ylim(-0.02, 1.02)
-    if group_names is not None:
+    if len(group_names):
         ax.legend(fontsize=8)
     if title:
         ax.set_title(title)

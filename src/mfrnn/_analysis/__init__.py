@@ -9,6 +9,7 @@ from .dimension import (
     pc_autocorrelation as pc_autocorrelation,
     PCAutocorrelation as PCAutocorrelation,
 )
+from .dmft import compare_dmft as compare_dmft, DMFTComparison as DMFTComparison
 from .dynamics import (
     activity_autocorrelation as activity_autocorrelation,
     ActivityAutocorrelation as ActivityAutocorrelation,
@@ -39,6 +40,10 @@ from .populations import (
     population_analysis as population_analysis,
     PopulationAnalysis as PopulationAnalysis,
     PopulationFit as PopulationFit,
+)
+from .psychometric import (
+    psychometric_curve as psychometric_curve,
+    PsychometricCurve as PsychometricCurve,
 )
 from .reverse import analyze_run as analyze_run, RunAnalysis as RunAnalysis
 from .spectra import (

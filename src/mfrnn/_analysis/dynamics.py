@@ -10,6 +10,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._networks import AbstractRateNetwork
 from .._solution import summary_repr
+from .._stepping import rk4_step
 
 
 class ActivityAutocorrelation(eqx.Module):
@@ -122,7 +123,7 @@ def lyapunov_exponents(
     n_exponents: int = 1,
     renorm_every: int = 10,
     inputs=None,
-    key: PRNGKeyArray | None = None,
+    key: PRNGKeyArray,
     save_states: bool = False,
 ) -> LyapunovEstimate:
     """Largest Lyapunov exponents of `network` by the Benettin / QR method: RK4 steps of
@@ -139,7 +140,7 @@ def lyapunov_exponents(
     - `n_exponents`: how many exponents (1: the maximal one).
     - `renorm_every`: steps between QR re-orthonormalisations.
     - `inputs`: the `args` of the vector field (a function of time), or None.
-    - `key`: for the random initial tangent vectors (required).
+    - `key`: draws the random initial tangent vectors. Keyword only, required.
     - `save_states`: also return the states at every renormalisation.
 
     The state keeps the dtype of `x0`: float32 halves the memory traffic of a large
@@ -155,16 +156,8 @@ def lyapunov_exponents(
         raise ValueError("`n_steps` must be >= `renorm_every` >= 1.")
     if not dt > 0:
         raise ValueError(f"`dt` must be positive, got {dt}.")
-    if key is None:
-        raise ValueError("`key` is required: it draws the random initial tangent vectors.")
-    vf = lambda t, x: network(t, x, inputs).astype(x.dtype)
-
-    def rk4(t, x):
-        k1 = vf(t, x)
-        k2 = vf(t + dt / 2, x + dt / 2 * k1)
-        k3 = vf(t + dt / 2, x + dt / 2 * k2)
-        k4 = vf(t + dt, x + dt * k3)
-        return x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    vf = lambda x, t: network(t, x, inputs).astype(x.dtype)
+    rk4 = lambda t, x: rk4_step(vf, x, dt, (t, t + dt / 2, t + dt))
 
     def joint_step(carry, _):
         t, x, q = carry

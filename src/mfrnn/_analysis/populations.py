@@ -287,7 +287,7 @@ def population_analysis(
     pa.accuracy.mean(axis=1), pa.bic
     ```
     """
-    from .._train import evaluate  # the scoring the training uses
+    from .._training import evaluate  # the scoring the training uses
 
     _check_trained_low_rank(network)
     if not isinstance(task, AbstractTask):

@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
 from .._networks import AbstractRateNetwork, LowRankNetwork
-from .._train import init_members, TrainResult
+from .._training import init_members, TrainResult
 from .fixed_points import find_fixed_points, FixedPoints, trajectory_states
 from .linearisation import linearise
 from .spectra import connectivity_spectrum, ConnectivitySpectrum

@@ -11,7 +11,7 @@ from jaxtyping import Array, ArrayLike, Complex, Float
 
 from .._networks import AbstractRateNetwork, LowRankNetwork
 from .._solution import summary_repr
-from .._train import NetworkSpec
+from .._training import NetworkSpec
 from .fixed_points import check_network
 
 

@@ -57,6 +57,21 @@ class AbstractTask(eqx.Module):
     Subclasses set the static timing fields, `n_in`, `n_out`, `n_steps`, implement
     `trial(key)` for one noise-free trial (the base adds input noise) and
     `trial_correct(z, y, mask, info)` with the criterion the literature uses.
+
+    Class attributes that describe training and evaluation on the task:
+
+    - `target_loss` / `target_accuracy`: the published stopping criterion (one of them
+      is set; docs/guide/tasks.md, "Training criteria"), as `TrainConfig` takes it.
+    - `initial_g`: initial random gain of a dense network trained on the task.
+    - `evidence`: `(info key, axis label)` of the signed evidence of a decision task,
+      the x axis of its psychometric curve (None: no curve);
+      `evidence_groups`: `(info key, curve names)` splitting trials into curves (the
+      key holds each trial's group index 0, 1, ...).
+
+    ```python
+    task = mfrnn.make_task("flipflop3")
+    task.target_loss, task.target_accuracy     # (0.009, None)
+    ```
     """
 
     name: ClassVar[str]
@@ -64,6 +79,11 @@ class AbstractTask(eqx.Module):
     condition_keys: ClassVar[tuple[str, ...]] = ()
     # Decision tasks have per-step class labels (fixate + choices) for cross-entropy.
     n_classes: ClassVar[int | None] = None
+    target_loss: ClassVar[float | None] = None
+    target_accuracy: ClassVar[float | None] = None
+    initial_g: ClassVar[float] = 0.9
+    evidence: ClassVar[tuple[str, str] | None] = None
+    evidence_groups: ClassVar[tuple[str, tuple[str, ...]] | None] = None
 
     dt: eqx.AbstractVar[float]
     input_noise: eqx.AbstractVar[float]
@@ -120,6 +140,12 @@ class AbstractTask(eqx.Module):
         at_last = jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0]
         label = jnp.take_along_axis(info["labels"], last[:, None], axis=1)[:, 0]
         return jnp.argmax(at_last, axis=-1) == label
+
+    def held_out(self) -> "AbstractTask":
+        """The task to score a trained network on: trials it was not trained on. A
+        generator draws fresh trials on every call, so this is the task itself; a
+        fixed pool of trials ([`mfrnn.NeurogymTask`][]) returns another pool."""
+        return self
 
     def time_ms(self) -> Float[Array, " time"]:
         return self.dt * (jnp.arange(self.n_steps) + 1.0)

@@ -11,7 +11,6 @@ decision period equals the choice. Cross-entropy uses labels 0 (fixate), 1 (choi
 
 from typing import ClassVar
 
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
@@ -47,6 +46,8 @@ class PerceptualDecision(AbstractTask):
     name: ClassVar[str] = "perceptual_decision"
     condition_keys: ClassVar[tuple[str, ...]] = ("coherence",)
     n_classes: ClassVar[int | None] = 3
+    target_accuracy: ClassVar[float | None] = 0.85
+    evidence: ClassVar[tuple[str, str] | None] = ("coherence", "signed coherence (%)")
     dt: float = number(20.0)
     fixation: float = number(100.0)
     stimulus: float = number(800.0)
@@ -98,6 +99,11 @@ class ContextDecision(AbstractTask):
     name: ClassVar[str] = "context_decision"
     condition_keys: ClassVar[tuple[str, ...]] = ("context", "coh_relevant", "coh_irrelevant")
     n_classes: ClassVar[int | None] = 3
+    target_accuracy: ClassVar[float | None] = 0.9
+    evidence: ClassVar[tuple[str, str] | None] = (
+        "coherence", "signed coherence of the relevant input (%)")
+    evidence_groups: ClassVar[tuple[str, tuple[str, ...]] | None] = (
+        "context", ("motion context", "colour context"))
     dt: float = number(20.0)
     fixation: float = number(100.0)
     context: float = number(350.0)

@@ -37,6 +37,7 @@ class LogicGate(AbstractTask):
 
     name: ClassVar[str] = "logic_gate"
     condition_keys: ClassVar[tuple[str, ...]] = ("a", "b")
+    target_loss: ClassVar[float | None] = 1e-3
     gate: str = eqx.field(default="xor", static=True,
                           converter=lambda g: g.lower() if isinstance(g, str) else g)
     dt: float = number(10.0)
@@ -99,6 +100,7 @@ class SetResetFlipFlop(AbstractTask):
 
     name: ClassVar[str] = "flipflop1"
     condition_keys: ClassVar[tuple[str, ...]] = ("last",)
+    target_loss: ClassVar[float | None] = 1e-3
     dt: float = number(10.0)
     first: float = number(500.0)
     pulse: float = number(200.0)
@@ -157,6 +159,7 @@ class TimeReproduction(AbstractTask):
 
     name: ClassVar[str] = "time_reproduction"
     condition_keys: ClassVar[tuple[str, ...]] = ("present",)
+    target_loss: ClassVar[float | None] = 1e-3
     dt: float = number(10.0)
     stim_on: float = number(300.0)
     pulse: float = number(200.0)
@@ -202,6 +205,7 @@ class FiniteOscillation(AbstractTask):
 
     name: ClassVar[str] = "oscillation"
     condition_keys: ClassVar[tuple[str, ...]] = ("present",)
+    target_loss: ClassVar[float | None] = 1e-3
     dt: float = number(10.0)
     cue_on: float = number(500.0)
     cue: float = number(200.0)

@@ -43,6 +43,10 @@ def _quiet_gymnasium():
         yield
 
 
+# Seed offset of the held-out pool: far from the seeds of pools trained on.
+_HELD_OUT_SEED = 10_000
+
+
 class NeurogymTask(AbstractTask):
     """A pool of `n_trials` neurogym trials (action labels as targets).
 
@@ -57,6 +61,8 @@ class NeurogymTask(AbstractTask):
     """
 
     name: ClassVar[str] = "neurogym"
+    # neurogym's criterion (argmax at the last step); near PerceptualDecisionMaking's ceiling.
+    target_accuracy: ClassVar[float | None] = 0.8
     env_id: str = eqx.field(static=True)
     dt: float = eqx.field(static=True)
     n_trials: int = eqx.field(static=True)
@@ -156,6 +162,13 @@ class NeurogymTask(AbstractTask):
     def trial_correct(self, z, y, mask, info):
         last = info["response_off"] - 1
         return jnp.argmax(z[last]) == info["labels"][last]
+
+    def held_out(self) -> "NeurogymTask":
+        """A pool drawn with another seed: scores on trials the network was not
+        trained on."""
+        spec = self.spec()
+        spec["kwargs"]["seed"] += _HELD_OUT_SEED
+        return self.from_spec(spec)
 
     def spec(self):
         return {"name": self.name, "kwargs": dict(

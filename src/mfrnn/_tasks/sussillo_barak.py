@@ -2,7 +2,6 @@
 
 from typing import ClassVar
 
-import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
@@ -23,6 +22,7 @@ class FlipFlop(AbstractTask):
 
     name: ClassVar[str] = "flipflop"
     condition_keys: ClassVar[tuple[str, ...]] = ("n_flips",)
+    target_loss: ClassVar[float | None] = 9e-3
     n_bits: int = count(3)
     dt: float = number(10.0)
     slot: float = number(200.0)
@@ -79,6 +79,7 @@ class SineWave(AbstractTask):
 
     name: ClassVar[str] = "sine"
     condition_keys: ClassVar[tuple[str, ...]] = ("frequency",)
+    target_loss: ClassVar[float | None] = 5e-2
     dt: float = number(10.0)
     n_freqs: int = count(51)
     omega_min: float = number(0.1)

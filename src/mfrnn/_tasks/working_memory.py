@@ -45,6 +45,10 @@ class DelayedMatchToSample(AbstractTask):
     name: ClassVar[str] = "match_to_sample"
     condition_keys: ClassVar[tuple[str, ...]] = ("sample", "test")
     n_classes: ClassVar[int | None] = 3
+    target_accuracy: ClassVar[float | None] = 0.9
+    # An XOR of sample and test: at g = 0.9 tanh networks sit at the symmetric point
+    # (output 0, chance); g = 1.5 gives the nonlinear mixing to learn it.
+    initial_g: ClassVar[float] = 1.5
     dt: float = number(20.0)
     fixation: float = number(300.0)
     sample_duration: float = number(500.0)
@@ -99,6 +103,7 @@ class ParametricWorkingMemory(AbstractTask):
     name: ClassVar[str] = "parametric_wm"
     condition_keys: ClassVar[tuple[str, ...]] = ("f1", "f2")
     n_classes: ClassVar[int | None] = 3
+    target_accuracy: ClassVar[float | None] = 0.85
     dt: float = number(20.0)
     fixation: float = number(500.0)
     stimulus: float = number(500.0)

@@ -2,6 +2,7 @@ from .autocorrelation import (
     Autocorrelation as Autocorrelation,
     dmft_autocorrelation as dmft_autocorrelation,
 )
+from .branches import Branch as Branch
 from .dimension import (
     activity_dimension as activity_dimension,
     DimensionSolution as DimensionSolution,

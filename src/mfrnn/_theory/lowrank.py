@@ -13,6 +13,7 @@ from .._ensembles import LowRankEnsemble, MixtureEnsemble
 from .._ensembles.low_rank import loading_index
 from .._misc import is_concrete
 from .._solution import raise_if_failed, vmap_batch
+from .branches import Branch
 from .meanfield import (
     check_common,
     check_ensemble,
@@ -35,7 +36,7 @@ def solve_lowrank(
     kappa0: Float[ArrayLike, "*guesses rank"] | None = None,
     *,
     inputs: Float[ArrayLike, "*batch n_inputs"] | None = None,
-    branch: str = "fixed_point",
+    branch: Branch = Branch.fixed_point,
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int = 24,
@@ -52,8 +53,9 @@ def solve_lowrank(
       (2 rank + 1 guesses). A nonzero guess solves on a kappa != 0 branch: it fails
       (flagged) rather than fall onto kappa = 0.
     - `inputs`: constant inputs u (n_inputs,), e.g. `mu = M_m kappa + M_I u`.
-    - `branch`: "fixed_point" (stationary) or "chaotic" (kappa, Delta0, Delta_inf with
-      temporal fluctuations; meaningful where the fixed points are unstable).
+    - `branch`: a [`mfrnn.Branch`][]: `Branch.fixed_point` (stationary) or
+      `Branch.chaotic` (kappa, Delta0, Delta_inf with temporal fluctuations; meaningful
+      where the fixed points are unstable).
     - `rtol`, `atol`, `max_steps`: Newton settings (default 1e-10 float64, 1e-5 float32).
     - `throw`: raise if any point failed; with False check `solution.result`.
 
@@ -66,8 +68,11 @@ def solve_lowrank(
     ```
     """
     rtol, atol = check_common(ensemble, rtol, atol, max_steps)
-    if branch not in ("fixed_point", "chaotic"):
-        raise ValueError(f"`branch` must be 'fixed_point' or 'chaotic', got {branch!r}.")
+    if not isinstance(branch, Branch):
+        raise ValueError(
+            f"`branch` must be a mfrnn.Branch (Branch.fixed_point or Branch.chaotic; "
+            f"Branch(name) converts a name), got {branch!r}."
+        )
     point, batch = points(ensemble, inputs)
     if kappa0 is not None:
         kappa0 = jnp.asarray(kappa0, point.means.dtype)
@@ -77,7 +82,7 @@ def solve_lowrank(
                 f"got shape {kappa0.shape}."
             )
         kappa0 = eqx.error_if(kappa0, ~jnp.isfinite(kappa0), "`kappa0` must be finite.")
-    solve = solve_fixed_point if branch == "fixed_point" else solve_chaos
+    solve = solve_fixed_point if branch is Branch.fixed_point else solve_chaos
 
     def one(p):
         p = check_point(p)

@@ -30,6 +30,7 @@ from .._solution import (
     summary_repr,
     vmap_batch,
 )
+from .._stepping import rk4_step
 from .autocorrelation import node_averages, profile_nodes, tau_half_from_nodes
 from .dmft import solve_dmft
 
@@ -69,19 +70,15 @@ def _theta_at_zero(energy, args):
     du = 1.0 / n
     shifted = pot_stages - energy
 
-    def rhs(psi, dpsi, h, pot):
+    def rhs(y, coefficients):
         # d/du: u grows as tau falls, dtau/du = -h.
+        (psi, dpsi), (h, pot) = y, coefficients
         return -h * dpsi, -h * pot * psi
 
     def step(carry, stage):
         psi, dpsi, sign, winds = carry
         h0, hm, h1, p0, pm, p1 = stage
-        a1, b1 = rhs(psi, dpsi, h0, p0)
-        a2, b2 = rhs(psi + 0.5 * du * a1, dpsi + 0.5 * du * b1, hm, pm)
-        a3, b3 = rhs(psi + 0.5 * du * a2, dpsi + 0.5 * du * b2, hm, pm)
-        a4, b4 = rhs(psi + du * a3, dpsi + du * b3, h1, p1)
-        psi = psi + du / 6.0 * (a1 + 2 * a2 + 2 * a3 + a4)
-        dpsi = dpsi + du / 6.0 * (b1 + 2 * b2 + 2 * b3 + b4)
+        psi, dpsi = rk4_step(rhs, (psi, dpsi), du, ((h0, p0), (hm, pm), (h1, p1)))
         scale = jnp.abs(psi) + jnp.abs(dpsi)  # linear: rescaling changes no angle
         crossed = psi * sign < 0
         carry = psi / scale, dpsi / scale, jnp.where(crossed, -sign, sign), winds + crossed
