@@ -176,25 +176,28 @@ def test_gradients_match_finite_differences():
                                rtol=1e-6)
 
 
-@pytest.mark.parametrize("rank", [None])
-def test_simulated_networks_match_theory(rank):
-    """N = 4000, four networks, ODE (Tsit5) simulation, cross-trajectory PR: within
-    15 % of the theory (tanh, g_eff = 2); Delta0 equal to the SCS value. Only the iid
-    point: with structure the simulated PR^phi is above the theory by a finite-size gap
-    that closes slowly (effective rank 1: +16-23 % at N = 4000, +10 % at N = 8000; 0.25:
-    +25 % and +22 %). The formula, sampling and estimator are checked elsewhere (see
-    docs/theory/random-modes.md); the ranked points are open, not hidden by a looser
-    tolerance, and N = 8000 is too slow for the suite."""
-    if True:
-        ens = mfrnn.RandomModeEnsemble(2.0, rank, spectrum="flat")
-        cmp = mfrnn.compare_dimension(
-            ens, 4000, key=jr.key(7), n_networks=4, n_trajectories=16, t_transient=40.0,
-            t_block=40.0, dt=0.5, max_lag=15.0,
-        )
-        theory = cmp.theory.dimension
-        np.testing.assert_allclose(np.mean(cmp.pr_phi), theory.pr_phi, rtol=0.15)
-        np.testing.assert_allclose(np.mean(cmp.pr_x), theory.pr_x, rtol=0.15)
-        np.testing.assert_allclose(np.mean(cmp.delta0), theory.delta0, rtol=0.02)
+def test_simulated_networks_match_theory():
+    """N = 4000, four networks, ODE (Tsit5) simulation, cross-trajectory PR pooled over
+    networks (the ratio of disorder averages the theory computes): within 15 % of the
+    theory (tanh, g_eff = 2, iid); Delta0 equal to the SCS value.
+
+    Effective ranks 1 and 0.25 are not checked here: a single network's PR^phi depends
+    on its draw of J (at N = 4000 it scatters by about 20 % at rank 1 and 30 % at 0.25,
+    against 13 % iid), so the pooled PR of four networks has a standard error of 10-15 %
+    there, as large as the tolerance; the simulated PR at g_eff = 2 also stays about 10 %
+    above the theory at rank 0.25 up to N = 16 000. Measured with tens of networks in
+    docs/theory/random-modes.md (`benchmarks/bench_dimension.py --finite-size`)."""
+    ens = mfrnn.RandomModeEnsemble(2.0)  # iid
+    cmp = mfrnn.compare_dimension(
+        ens, 4000, key=jr.key(7), n_networks=4, n_trajectories=16, t_transient=40.0,
+        t_block=20.0, dt=0.5, max_lag=10.0,
+    )
+    theory = cmp.theory.dimension
+    np.testing.assert_allclose(cmp.pooled_pr_phi, theory.pr_phi, rtol=0.15)
+    np.testing.assert_allclose(cmp.pooled_pr_x, theory.pr_x, rtol=0.15)
+    np.testing.assert_allclose(np.mean(cmp.delta0), theory.delta0, rtol=0.02)
+    # Per network: PR = num / den; pooled = sum num / sum den lies within their range.
+    assert np.min(cmp.pr_phi) <= cmp.pooled_pr_phi <= np.max(cmp.pr_phi)
 
 
 def test_cli_dimension(tmp_path, capsys, monkeypatch):

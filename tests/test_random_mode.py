@@ -33,6 +33,27 @@ def test_sampled_gain_and_effective_rank(spectrum, rank, getkey):
     np.testing.assert_allclose(float(spec.pr_s), rank / (1 + 2 * rank), rtol=0.06)
 
 
+@pytest.mark.parametrize("spectrum,rank", [("flat", 0.25), ("flat", 1.0), ("exponential", 0.25)])
+def test_kappa_is_the_fourth_cumulant_of_the_sampled_coupling(spectrum, rank):
+    """kappa = 1 / (alpha PR_D) is the fourth alternating free cumulant of J, the only
+    structure the dimension sees: (1/N) tr (J J^T)^2 = (2 + kappa) g^4. With Gaussian L,
+    R (not orthonormal: L^T L is a Wishart matrix, far from I_M at alpha ~ 1), for a flat
+    spectrum tr(P Q P Q) / M = 1 + 2 alpha with P = R^T R, Q = L^T L free, hence 2 + 1 /
+    alpha; orthonormal modes would give 1 / alpha instead (kappa - 2). N = 2000."""
+    n, g = 2000, 2.0
+    ens = mfrnn.RandomModeEnsemble(g, rank, spectrum=spectrum)
+    kappas, orthonormal = [], []
+    for i in range(2):
+        net = ens.sample(n, key=jr.key(i))
+        left, d, right = (np.asarray(a) for a in (net.L, net.D, net.R))
+        dpd = d[:, None] * (right.T @ right) * d[None, :]  # D R^T R D, M x M
+        a = dpd @ (left.T @ left)
+        kappas.append(np.sum(a * a.T) / n / g**4 - 2)  # tr (J J^T)^2 = tr (D P D Q)^2
+        orthonormal.append(np.sum(d**4) / n / g**4 - 2)
+    np.testing.assert_allclose(np.mean(kappas), 1 / rank, rtol=0.02)
+    np.testing.assert_allclose(np.mean(orthonormal), 1 / rank - 2, rtol=1e-9, atol=1e-9)
+
+
 def test_iid_limit_samples_a_dense_gaussian_matrix(getkey):
     ens = mfrnn.RandomModeEnsemble(1.5)
     net = ens.sample(400, key=getkey())
