@@ -678,14 +678,16 @@ def _dimension(args) -> dict:
         result["simulation"] = {
             "n": args.simulate,
             "networks": args.networks,
-            "pr_phi": np.asarray(cmp.pr_phi).tolist(),
-            "pr_x": np.asarray(cmp.pr_x).tolist(),
+            "pr_phi": float(cmp.pooled_pr_phi),  # traces pooled over networks
+            "pr_x": float(cmp.pooled_pr_x),
+            "pr_phi_per_network": np.asarray(cmp.pr_phi).tolist(),
+            "pr_x_per_network": np.asarray(cmp.pr_x).tolist(),
             "delta0": np.asarray(cmp.delta0).tolist(),
             "pc_tau_half_phi": [_float_or_none(v) for v in np.asarray(cmp.pc_tau_half_phi)],
             "pc_tau_half_phi_theory": _float_or_none(cmp.theory.pc_tau_half_phi),
         }
         rank = args.effective_rank if args.effective_rank is not None else 1e3
-        markers = [(rank, float(np.mean(cmp.pr_phi)), float(np.mean(cmp.pr_x)))]
+        markers = [(rank, float(cmp.pooled_pr_phi), float(cmp.pooled_pr_x))]
     if args.out is None:
         return result
     import jax.numpy as jnp

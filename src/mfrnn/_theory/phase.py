@@ -397,8 +397,9 @@ def _chaos_pick(sol, tol, nonzero: bool):
     `nonzero`), preferring the last (the hint's); `found` says whether any did."""
     ok = sol.result._value == 0
     if nonzero:
-        ok = ok & (np.sqrt(np.sum(sol.kappa**2, -1)) > tol[:, None])
-    # Where none converged, the hint's: its last iterate is where a continuation starts.
+        with np.errstate(over="ignore", invalid="ignore"):  # diverged iterates: not ok
+            ok = ok & (np.sqrt(np.sum(sol.kappa**2, -1)) > tol[:, None])
+    # Where none converged, the hint's (its last iterate).
     pick = np.where(ok[:, -1] | ~np.any(ok, 1), ok.shape[1] - 1, np.argmax(ok, 1))
     rows = np.arange(ok.shape[0])
     return jax.tree.map(lambda x: x[rows, pick], sol), np.any(ok, 1)
