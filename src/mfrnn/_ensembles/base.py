@@ -98,3 +98,11 @@ def gaussian_loadings(
 
 def random_part(g, n: int, key: PRNGKeyArray, dtype) -> Float[Array, "n n"]:
     return g * jr.normal(key, (n, n), dtype) / np.sqrt(n)
+
+
+def check_rank_and_inputs(rank, n_inputs) -> None:
+    """The rank and input count of a low-rank ensemble (plain integers: they fix shapes)."""
+    if not isinstance(rank, (int, np.integer)) or rank < 1:
+        raise ValueError(f"`rank` must be a positive integer, got {rank!r}.")
+    if not isinstance(n_inputs, (int, np.integer)) or n_inputs < 0:
+        raise ValueError(f"`n_inputs` must be a non-negative integer, got {n_inputs!r}.")

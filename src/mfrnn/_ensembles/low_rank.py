@@ -1,7 +1,6 @@
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._custom_types import ArrayOrSequence
@@ -13,6 +12,7 @@ from .base import (
     check_covariance,
     check_nonempty,
     check_phi,
+    check_rank_and_inputs,
     check_size,
     gaussian_loadings,
     is_zero,
@@ -27,6 +27,7 @@ def loading_index(rank: int, n_inputs: int) -> dict[str, list[int]]:
         "n": list(range(rank, 2 * rank)),
         "I": list(range(2 * rank, 2 * rank + n_inputs)),
     }
+
 
 
 class LowRankEnsemble(AbstractEnsemble):
@@ -60,10 +61,7 @@ class LowRankEnsemble(AbstractEnsemble):
         phi: AbstractNonlinearity = Tanh(),
         tau: ArrayLike = 1.0,
     ):
-        if not isinstance(rank, (int, np.integer)) or rank < 1:
-            raise ValueError(f"`rank` must be a positive integer, got {rank!r}.")
-        if not isinstance(n_inputs, (int, np.integer)) or n_inputs < 0:
-            raise ValueError(f"`n_inputs` must be a non-negative integer, got {n_inputs!r}.")
+        check_rank_and_inputs(rank, n_inputs)
         dtype = jnp.result_type(float)
         k = 2 * rank + n_inputs
         self.mean = jnp.zeros(k, dtype) if mean is None else jnp.asarray(mean, dtype)

@@ -8,7 +8,14 @@ from .._custom_types import ArrayOrSequence
 from .._misc import check_finite, check_nonnegative, check_positive, is_concrete
 from .._networks import LowRankNetwork
 from .._nonlinearities import AbstractNonlinearity, Tanh
-from .base import AbstractEnsemble, check_covariance, check_phi, check_size, gaussian_loadings
+from .base import (
+    AbstractEnsemble,
+    check_covariance,
+    check_phi,
+    check_rank_and_inputs,
+    check_size,
+    gaussian_loadings,
+)
 from .low_rank import _network_from_loadings, loading_index
 
 
@@ -62,10 +69,7 @@ class MixtureEnsemble(AbstractEnsemble):
         phi: AbstractNonlinearity = Tanh(),
         tau: ArrayLike = 1.0,
     ):
-        if not isinstance(rank, (int, np.integer)) or rank < 1:
-            raise ValueError(f"`rank` must be a positive integer, got {rank!r}.")
-        if not isinstance(n_inputs, (int, np.integer)) or n_inputs < 0:
-            raise ValueError(f"`n_inputs` must be a non-negative integer, got {n_inputs!r}.")
+        check_rank_and_inputs(rank, n_inputs)
         dtype = jnp.result_type(float)
         k = 2 * rank + n_inputs
         self.fractions = jnp.asarray(fractions, dtype)
