@@ -368,8 +368,10 @@ def _patch(first, index, part):
 # Retries: rounds with the nearest converged grid neighbours' solutions as guesses.
 _RETRY_ROUNDS = 2
 # Newton queues (`queued_newton`): points per compiled call, and slots.
-_QUEUE = {"cpu": (2048, 64)}
-_QUEUE_ACCELERATOR = (32768, 4096)
+# Per stage. On CPU many chaotic slots spill the caches (zero_mean 200^2: 16-64 slots
+# 6.6-7.5 s, 128 slots 9.4 s, 256 slots 13.7 s); static slots matter little (64-1024).
+_QUEUE = {"cpu": {"fixed": (2048, 64), "chaos": (2048, 32)}}
+_QUEUE_ACCELERATOR = {"fixed": (65536, 8192), "chaos": (32768, 4096)}
 # Chaotic solves from coarse guesses on every _SEED_STRIDE-th grid point per axis; the
 # others start from a converged neighbour within two cells (`_neighbours`).
 _SEED_STRIDE = 4
@@ -417,17 +419,17 @@ def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: 
             _chaos_guess_stage, flat, index[need], (hints[need], starts[need]), (), n_dev
         )
     y, converged = _run_queue(
-        _chaos_entries, chaos_residual, flat, index, (hints, full), settings, n_dev
+        _chaos_entries, chaos_residual, flat, index, (hints, full), settings, n_dev, "chaos"
     )
     sol, tol = _run(_chaos_finish_stage, flat, index, (hints, y, converged), settings, n_dev)
     return (*_chaos_pick(sol, tol, nonzero), tol)
 
 
-def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev,
+def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev, kind,
                least_squares=False):
     """`_queue` over the points `index` in blocks of fixed size (one compilation), each
     device taking an equal share of a block."""
-    capacity, slots = _QUEUE.get(jax.default_backend(), _QUEUE_ACCELERATOR)
+    capacity, slots = _QUEUE.get(jax.default_backend(), _QUEUE_ACCELERATOR)[kind]
     per = -(-capacity // n_dev)
     capacity = per * n_dev
     run = ft.partial(_queue, entries, residual, settings=settings, slots=slots, n_dev=n_dev,
@@ -457,7 +459,8 @@ def _fixed_points(flat: Point, index, hints, settings, n_dev) -> _FixedStage:
     rtol, atol, max_steps = settings
     quick = (rtol, atol, min(max_steps, QUICK_NEWTON_STEPS))
     y, converged = _run_queue(
-        _fixed_entries, static_residual, flat, index, (hints,), quick, n_dev, flat.rank >= 2
+        _fixed_entries, static_residual, flat, index, (hints,), quick, n_dev, "fixed",
+        flat.rank >= 2,
     )
     return _run(_fixed_stage, flat, index, (hints, y, converged), settings, n_dev)
 
