@@ -238,8 +238,7 @@ def _queue(entries, residual, p: Point, extra, count, settings, slots, n_dev, le
         return y.reshape(size, guesses, dim), ok.reshape(size, guesses)
 
     if n_dev > 1:
-        mesh = jax.sharding.Mesh(np.array(jax.devices()[:n_dev]), ("grid",))
-        spec = jax.sharding.PartitionSpec("grid")
+        mesh, spec = _grid_mesh(n_dev)
         # Per-device queues are independent: no collective, so no varying-axis checks.
         local = jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
     return local(point_arrays(p), extra, count)
@@ -288,11 +287,17 @@ def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1):
     return jax.tree.map(lambda *x: np.concatenate(x)[:n], *out)
 
 
+def _grid_mesh(n_devices: int):
+    """A one-axis mesh ("grid") over the first devices, and the spec splitting a leading
+    point axis over it."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:n_devices]), ("grid",))
+    return mesh, jax.sharding.PartitionSpec("grid")
+
+
 def _shard(tree, n_devices: int):
     """Split the leading (point) axis of every host array across the devices, of every
     process when running under `jax.distributed` (each process holds the same batch)."""
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:n_devices]), ("grid",))
-    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("grid"))
+    spec = jax.sharding.NamedSharding(*_grid_mesh(n_devices))
     put = lambda x: jax.make_array_from_callback(x.shape, spec, lambda i: x[i])
     return jax.tree.map(lambda x: put(np.asarray(x)), tree)
 
