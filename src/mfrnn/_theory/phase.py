@@ -214,7 +214,8 @@ def _chaos_entries(p: Point, hint, starts):
 
 
 @eqx.filter_jit
-def _queue(entries, residual, p: Point, extra, count, settings, slots, n_dev, least_squares):
+def _queue(entries, residual, p: Point, extra, count, settings, slots, n_dev, least_squares,
+           stall):
     """Newton solves from `entries(point, *extra) -> (starts, nonzero)` (several per
     point) for the first `count` points of the batch `p`, as one queue
     (`queued_newton`): no point waits for another. With several devices each runs its
@@ -233,7 +234,7 @@ def _queue(entries, residual, p: Point, extra, count, settings, slots, n_dev, le
 
         y, ok, _ = queued_newton(
             fn, y0.reshape(size * guesses, dim), (per_entry, nonzero.reshape(-1)),
-            count[0] * guesses, rtol, atol, max_steps, slots, least_squares,
+            count[0] * guesses, rtol, atol, max_steps, slots, least_squares, stall,
         )
         return y.reshape(size, guesses, dim), ok.reshape(size, guesses)
 
@@ -258,19 +259,23 @@ def _stage(fn, p: Point, extra, settings):
     )
 
 
-# Points per compiled call of a stage without Newton loops (those run in queues).
-_CHUNK = {"cpu": 128}
-_CHUNK_ACCELERATOR = 4096
+# Points per compiled call of a stage without Newton loops (those run in queues). On
+# CPU the chaotic stages' two-point grids spill the caches in large chunks (zero_mean
+# 200^2, the chaotic finish: 128 points a call 3x slower than 32), while the static
+# ones pay a call's overhead in small ones.
+_CHUNK = {"cpu": {"static": 256, "chaos": 32}}
+_CHUNK_ACCELERATOR = {"static": 4096, "chaos": 4096}
 
 
-def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1):
+def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, kind="static"):
     """`fn(point, *extra[i], *settings)` on the points `index` of the flat batch `flat`
-    (numpy arrays), in padded chunks of one size; results as numpy arrays."""
+    (numpy arrays), in padded chunks of one size per `kind` of stage ("static" or
+    "chaos"); results as numpy arrays."""
     index = np.asarray(index)
     n = index.size
     if n == 0:
         return None
-    size = _CHUNK.get(jax.default_backend(), _CHUNK_ACCELERATOR)
+    size = _CHUNK.get(jax.default_backend(), _CHUNK_ACCELERATOR)[kind]
     size += (-size) % n_dev
     padded = -(-n // size) * size
     take = np.concatenate([index, np.repeat(index[-1:], padded - n)])
@@ -380,6 +385,9 @@ _QUEUE_ACCELERATOR = {"fixed": (65536, 8192), "chaos": (32768, 4096)}
 # Chaotic solves from coarse guesses on every _SEED_STRIDE-th grid point per axis; the
 # others start from a converged neighbour within two cells (`_neighbours`).
 _SEED_STRIDE = 4
+# Fixed-point guesses stop at this Newton step unless their steps shrank tenfold: most
+# +-kappa guesses have no root (zero_mean 200^2: 155 000 of 280 000 ran to the cap).
+_FIXED_STALL = 5
 
 
 def _neighbours(batch, index, usable, round_: int):
@@ -421,24 +429,27 @@ def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: 
     need = np.nonzero((guesses > 1) | ~np.all(np.isfinite(starts), -1))[0]
     if need.size:
         full[need] = _run(
-            _chaos_guess_stage, flat, index[need], (hints[need], starts[need]), (), n_dev
+            _chaos_guess_stage, flat, index[need], (hints[need], starts[need]), (), n_dev,
+            "chaos",
         )
     y, converged = _run_queue(
         _chaos_entries, chaos_residual, flat, index, (hints, full), settings, n_dev, "chaos"
     )
-    sol, tol = _run(_chaos_finish_stage, flat, index, (hints, y, converged), settings, n_dev)
+    sol, tol = _run(
+        _chaos_finish_stage, flat, index, (hints, y, converged), settings, n_dev, "chaos"
+    )
     return (*_chaos_pick(sol, tol, nonzero), tol)
 
 
 def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev, kind,
-               least_squares=False):
+               least_squares=False, stall=None):
     """`_queue` over the points `index` in blocks of fixed size (one compilation), each
     device taking an equal share of a block."""
     capacity, slots = _QUEUE.get(jax.default_backend(), _QUEUE_ACCELERATOR)[kind]
     per = -(-capacity // n_dev)
     capacity = per * n_dev
     run = ft.partial(_queue, entries, residual, settings=settings, slots=slots, n_dev=n_dev,
-                     least_squares=least_squares)
+                     least_squares=least_squares, stall=stall)
     ys, oks = [], []
     for lo in range(0, index.size, capacity):
         part = np.arange(lo, min(lo + capacity, index.size))
@@ -465,7 +476,7 @@ def _fixed_points(flat: Point, index, hints, settings, n_dev) -> _FixedStage:
     quick = (rtol, atol, min(max_steps, QUICK_NEWTON_STEPS))
     y, converged = _run_queue(
         _fixed_entries, static_residual, flat, index, (hints,), quick, n_dev, "fixed",
-        flat.rank >= 2,
+        flat.rank >= 2, _FIXED_STALL,
     )
     return _run(_fixed_stage, flat, index, (hints, y, converged), settings, n_dev)
 

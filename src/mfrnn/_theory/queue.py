@@ -26,6 +26,7 @@ def queued_newton(
     max_steps: int,
     slots: int,
     least_squares: bool = False,
+    stall: int | None = None,
 ) -> tuple[Float[Array, "queue dim"], Bool[Array, " queue"], Int[Array, " queue"]]:
     """Roots of `fn(y, args[i]) = 0` from `y0[i]` for the first `count` problems (the
     rest are padding and are left as they are).
@@ -33,9 +34,14 @@ def queued_newton(
     With `least_squares` the steps are least-squares ones (pseudo-inverse), for
     Jacobians singular along a manifold of roots.
 
-    A problem has converged when a full Newton step is below `atol + rtol |y|` in every
-    component (the step after it would be far smaller); it has failed after `max_steps`
-    steps or on a non-finite iterate.
+    Steps are measured in units of `atol + rtol |y|` (max norm, s_k for step k). A
+    problem has converged when s_k <= 1, or earlier when the steps contract
+    quadratically and the model `s_(k+1) = s_k^3 / s_(k-1)^2` puts the error left after
+    step k a hundred times below tolerance (Newton's last, confirming step is skipped).
+    It has failed after `max_steps` steps, on a non-finite iterate, or, with `stall`,
+    when its step number `stall` or a later one is not ten times below its first
+    (Newton wandering where there is no root, or cycling; for quick solves from
+    several guesses, where most guesses have no root to find).
 
     **Returns:** the last iterates, whether each converged, and its Newton steps.
     """
@@ -56,17 +62,20 @@ def queued_newton(
         return jax.tree.map(lambda x: x[safe], args)
 
     def body(state):
-        idx, y, steps, out_y, out_ok, out_steps, next_ = state
+        idx, y, steps, prev, first, out_y, out_ok, out_steps, next_ = state
         r, jac = jax.vmap(value_and_jacobian)(y, take(idx))
         if least_squares:
             y_new = y - (jnp.linalg.pinv(jac) @ r[..., None])[..., 0]
         else:
             y_new = y - jnp.linalg.solve(jac, r[..., None])[..., 0]
         finite = jnp.all(jnp.isfinite(y_new), -1)
-        small = jnp.all(jnp.abs(y_new - y) <= atol + rtol * jnp.abs(y_new), -1)
-        converged = finite & small
+        size_ = jnp.max(jnp.abs(y_new - y) / (atol + rtol * jnp.abs(y_new)), -1)
+        quadratic = (steps >= 1) & (size_ < 0.5 * prev) & (size_**3 <= 0.01 * prev**2)
+        converged = finite & ((size_ <= 1.0) | quadratic)
         steps = steps + 1
-        done = (idx < count) & (converged | ~finite | (steps >= max_steps))
+        first = jnp.where(steps == 1, size_, first)
+        wander = False if stall is None else (steps >= stall) & (size_ > 0.1 * first)
+        done = (idx < count) & (converged | ~finite | wander | (steps >= max_steps))
         put = jnp.where(done, idx, size)  # out of range: dropped
         out_y = out_y.at[put].set(y_new, mode="drop")
         out_ok = out_ok.at[put].set(converged, mode="drop")
@@ -76,7 +85,9 @@ def queued_newton(
         idx = jnp.where(done, jnp.where(fresh < count, fresh, size), idx)
         y = jnp.where(done[:, None], y0[jnp.minimum(idx, size - 1)], y_new)
         steps = jnp.where(done, 0, steps)
-        return idx, y, steps, out_y, out_ok, out_steps, next_ + jnp.sum(done, dtype=jnp.int32)
+        prev = jnp.where(done, jnp.inf, size_)
+        return (idx, y, steps, prev, first, out_y, out_ok, out_steps,
+                next_ + jnp.sum(done, dtype=jnp.int32))
 
     def cond(state):
         return jnp.any(state[0] < count)
@@ -87,10 +98,12 @@ def queued_newton(
         idx,
         y0[jnp.minimum(idx, size - 1)],
         jnp.zeros(slots, jnp.int32),
+        jnp.full(slots, jnp.inf, y0.dtype),
+        jnp.full(slots, jnp.inf, y0.dtype),
         y0,
         jnp.zeros(size, bool),
         jnp.zeros(size, jnp.int32),
         jnp.minimum(jnp.asarray(slots, jnp.int32), count),
     )
-    _, _, _, out_y, out_ok, out_steps, _ = jax.lax.while_loop(cond, body, state)
+    *_, out_y, out_ok, out_steps, _ = jax.lax.while_loop(cond, body, state)
     return out_y, out_ok, out_steps
