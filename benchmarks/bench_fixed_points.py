@@ -111,7 +111,7 @@ def trained_flipflop(n, quick):
                           input_noise=0.0)
     config = mfrnn.TrainConfig(n_steps=1500, batch_size=32, learning_rate=1e-2, eval_every=25,
                                target_loss=5e-3)
-    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=n), config, seed=0)
+    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=n), config, key=jr.key(0))
     to64 = lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a
     net = jtu.tree_map(to64, result.member(0))
     u, *_ = task.sample(jr.key(1), 64)

@@ -84,7 +84,7 @@ def _worker(name, epochs_max, seeds):
     if seeds:
         config = _config(c, epochs_max, target_accuracy=c["target"])
         t0 = time.perf_counter()
-        result = mfrnn.fit(task, spec, config, n_seeds=N_SEEDS)
+        result = mfrnn.fit(task, spec, config, n_seeds=N_SEEDS, key=jr.key(0))
         seconds = time.perf_counter() - t0
         return dict(seconds=seconds, compile_seconds=result.compile_seconds,
                     steps_to_criterion=result.steps_to_criterion,
@@ -103,17 +103,17 @@ def _worker(name, epochs_max, seeds):
 
     config = _config(c, epochs_max)
     t0 = time.perf_counter()
-    result = mfrnn.fit(task, spec, config, seed=0, callback=on_evaluation)
+    result = mfrnn.fit(task, spec, config, key=jr.key(0), callback=on_evaluation)
     to_criterion = time.perf_counter() - t0
     # Seconds per epoch: three epochs, programs compiled, no evaluation in between.
     epochs = 3
     timing = mfrnn.TrainConfig(learning_rate=c["lr"], batch_size=BATCH, train=c["train"],
                                n_steps=epochs * EPOCH_BATCHES, eval_every=epochs * EPOCH_BATCHES,
                                eval_batch=8)
-    mfrnn.fit(task, spec, timing, seed=0)  # compiles the shorter evaluation
+    mfrnn.fit(task, spec, timing, key=jr.key(0))  # compiles the shorter evaluation
     best = float("inf")
     for _ in range(2):
-        run = mfrnn.fit(task, spec, timing, seed=0)  # the time after compilation, per epoch
+        run = mfrnn.fit(task, spec, timing, key=jr.key(0))  # the time after compilation, per epoch
         best = min(best, (run.seconds - run.compile_seconds) / epochs)
     return dict(seconds_per_epoch=best, compile_seconds=result.compile_seconds,
                 epochs_to_criterion=state["reached"],

@@ -14,7 +14,7 @@ def _fit():
     config = mfrnn.TrainConfig(n_steps=6, batch_size=4, learning_rate=1e-2, eval_every=3,
                                eval_batch=8)
     mfrnn.clear_caches()  # as in a fresh process: compile, or read the persistent cache
-    return mfrnn.fit(task, mfrnn.NetworkSpec(n=12), config, n_seeds=2)
+    return mfrnn.fit(task, mfrnn.NetworkSpec(n=12), config, n_seeds=2, key=jax.random.key(0))
 
 
 @pytest.fixture
@@ -22,7 +22,9 @@ def cache_hits():
     hits = []
 
     def listener(event, **kwargs):
-        if event == "/jax/compilation_cache/cache_hits":
+        # Programs read back by JAX's cache, or by mfrnn's (no tracing, lowering or
+        # compiling: `_training/programs.py`).
+        if event in ("/jax/compilation_cache/cache_hits", "/mfrnn/compilation_cache/program_hits"):
             hits.append(event)
 
     jax.monitoring.register_event_listener(listener)

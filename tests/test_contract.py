@@ -23,14 +23,25 @@ hidden default.
 Repetition. No block of more than 10 consecutive lines appears twice in `src/`
 (lines compared without indentation; blank lines, import statements and the field
 declarations of classes are skipped).
+
+Options. No public function, class or method takes a bare string as an option: a choice
+between behaviours is an enum (docs/conventions.md, "Options") whose docstring documents
+every member, and a value outside it raises a `ValueError` naming the argument. Strings
+remain where they are names (a task, a nonlinearity, a file path, labels of results),
+listed in `NAMES`. The command line parses strings into the enums; it draws no random
+numbers and maps nothing itself (only builds keys), so what it runs is reachable from
+Python.
 """
 
 import ast
 import collections
 import dataclasses
+import enum
 import fnmatch
 import inspect
+import os
 import pathlib
+import re
 import typing
 
 import diffrax as dfx
@@ -52,7 +63,7 @@ SOLVER_NAMES = (
 # Randomness only as optional noise: `key` may default to None (tested below).
 NOISE_ONLY = ("simulate", "simulate_euler", "run_trials", "training_loss")
 # Seeded by an integer stored in the checkpoint (the rule above).
-SEEDED = ("fit", "load_checkpoint")
+SEEDED = ("load_checkpoint",)
 # jax.random functions that make keys from data rather than consume them.
 KEY_CONSTRUCTORS = {"key", "PRNGKey", "key_data", "wrap_key_data", "key_impl", "clone"}
 
@@ -291,3 +302,155 @@ def test_no_block_of_more_than_ten_lines_is_repeated():
     assert not new, f"Blocks of more than {WINDOW - 1} lines repeated in src/:\n" + "\n".join(new)
     gone = KNOWN_REPEATS - {tuple(f for f, _ in run) for run in known}
     assert not gone, f"No longer repeated: remove from KNOWN_REPEATS: {sorted(gone)}"
+
+
+# --------------------------------------------------------------------------- options
+
+# Parameters that are strings because they are names, not options.
+NAMES = {
+    ("make_task", "name"), ("task_arguments", "name"), ("nonlinearity", "name"),
+    ("NeurogymTask", "env_id"),
+    ("LogicGate", "gate"),  # named by the task: make_task("xor") (and, or, not: keywords)
+    ("NetworkSpec", "phi"),  # a nonlinearity name, as `nonlinearity` takes it
+    ("TrainConfig", "train"),  # names of trained parameters
+    ("TrainConfig", "dtype"),  # a dtype name ("float32"), as jnp.dtype takes it
+    ("summary_repr", "indent"),
+    # Fields of results: labels.
+    ("PhaseBoundary", "name"), ("PhaseBoundary", "label"), ("PopulationFit", "names"),
+    ("PsychometricCurve", "group_names"), ("PsychometricCurve", "xlabel"),
+}
+# String options known when this rule was written, in code being changed by others
+# (training, random-mode spectra); each must still be found (remove it once it is an
+# enum: `mfrnn.Loss` and `mfrnn.DaleConstraint` exist and are accepted there already).
+KNOWN_STRING_OPTIONS = {
+    ("RandomModeSpectra.power_spectrum", "which"), ("RandomModeSpectra.psi", "which"),
+    ("RandomModeSpectra.psi_profile", "which"),
+    # A ModeSpectrum, but any string passes the type checks: tests/test_random_mode.py
+    # expects a ValueError naming `spectrum` for an unknown name (ModeSpectrumLike once
+    # that test accepts the type checks' TypeError too).
+    ("RandomModeEnsemble", "spectrum"),
+}
+
+
+def _callables():
+    """Public functions, classes (their constructor) and public methods of classes, by
+    qualified name."""
+    for name in sorted(dir(mfrnn)):
+        if name.startswith("_") or name == "plotting":
+            continue
+        obj = getattr(mfrnn, name)
+        if inspect.isclass(obj):
+            if issubclass(obj, enum.Enum) or not obj.__module__.startswith("mfrnn"):
+                continue
+            yield name, obj, obj.__init__
+            for attr, value in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                if isinstance(value, classmethod | staticmethod):
+                    value = value.__func__
+                if inspect.isfunction(value):
+                    yield f"{name}.{attr}", value, value
+        elif callable(obj) and not inspect.ismodule(obj):
+            yield name, obj, _unwrap(obj)
+
+
+def _admits_a_string(annotation) -> bool:
+    """Whether an annotation admits a bare string: `str`, a Literal of strings, or a
+    union or tuple holding one. An option enum in a union with a Literal of exactly its
+    members' names (`LossLike` in signatures) is not a bare string: it is the enum.
+    Paths (`os.PathLike` in a union) and dicts (keyed by names) are not options."""
+    if isinstance(annotation, str):  # unresolved
+        return bool(re.search(r"\bstr\b|Literal\[", annotation))
+    if annotation is str:
+        return True
+    if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
+        return False
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return any(isinstance(a, str) for a in args)
+    if origin is dict or os.PathLike in args:
+        return False
+    literal = lambda a: typing.get_origin(a) is typing.Literal
+    enums = [a for a in args if inspect.isclass(a) and issubclass(a, enum.Enum)]
+    names = {v for a in args if literal(a) for v in typing.get_args(a)}
+    if enums and names == {m.value for e in enums for m in e}:
+        args = tuple(a for a in args if not literal(a))
+    return any(_admits_a_string(a) for a in args)
+
+
+def _hints(fn) -> dict:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:
+        return getattr(fn, "__annotations__", {})
+
+
+def test_no_public_option_is_a_bare_string():
+    found = set()
+    for name, obj, fn in _callables():
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            continue
+        hints = _hints(fn)
+        for p in params.values():
+            string_default = isinstance(p.default, str) and not isinstance(p.default, enum.Enum)
+            if _admits_a_string(hints.get(p.name, p.annotation)) or string_default:
+                found.add((name, p.name))
+    assert ("Tanh", "rule") not in found and ("DaleNetwork", "constraint") not in found
+    new = sorted(found - NAMES - KNOWN_STRING_OPTIONS)
+    assert not new, (
+        "String options in the public API (make an enum, docs/conventions.md 'Options'; "
+        f"or add a genuine name to NAMES): {new}"
+    )
+    gone = sorted(KNOWN_STRING_OPTIONS - found)
+    assert not gone, f"No longer string options: remove from KNOWN_STRING_OPTIONS: {gone}"
+
+
+def _option_enums():
+    return [getattr(mfrnn, n) for n in dir(mfrnn) if inspect.isclass(getattr(mfrnn, n))
+            and issubclass(getattr(mfrnn, n), enum.Enum)]
+
+
+def test_option_enums_document_every_member():
+    enums = _option_enums()
+    assert {mfrnn.Branch, mfrnn.Loss, mfrnn.PhiFunction, mfrnn.QuadratureRule} <= set(enums)
+    bad = [f"{cls.__name__}.{m.name}" for cls in enums for m in cls
+           if f"{cls.__name__}.{m.name}" not in (cls.__doc__ or "")]
+    assert not bad, f"Enum members missing from their class docstring: {bad}"
+
+
+def test_a_value_outside_an_option_is_an_error_naming_it():
+    # A ValueError from the function; under the tests' runtime type checks the
+    # annotation (the enum or its names) already rejects the value, with a TypeError.
+    bad = (ValueError, TypeError)
+    with pytest.raises(bad, match="(?s)rule.*QuadratureRule"):
+        mfrnn.Tanh(rule="simpson")
+    with pytest.raises(bad, match="(?s)rule.*QuadratureRule"):
+        mfrnn.gaussian_average(jnp.tanh, 0.0, 1.0, rule="simpson")
+    with pytest.raises(bad, match="(?s)which.*PhiFunction"):
+        mfrnn.Erf().gaussian_mean(0.0, 1.0, "d3phi")
+    with pytest.raises(bad, match="(?s)constraint.*DaleConstraint"):
+        mfrnn.DaleNetwork(jnp.eye(2), jnp.ones(2), constraint="clip")
+    with pytest.raises(bad, match="(?s)spectrum.*ModeSpectrum"):
+        mfrnn.RandomModeEnsemble(2.0, 0.5, spectrum="gamma")
+    # Members are their names: what configs, checkpoints and the command line store.
+    assert mfrnn.Tanh(rule="gauss-hermite").rule is mfrnn.QuadratureRule.gauss_hermite
+    assert mfrnn.Loss("xent") is mfrnn.Loss.xent and mfrnn.Loss.xent == "xent"
+
+
+def test_cli_draws_and_maps_nothing():
+    tree = ast.parse((SRC / "cli.py").read_text())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            f = node.func
+            base = f.value
+            random = (isinstance(base, ast.Name) and base.id == "jr") or (
+                isinstance(base, ast.Attribute) and base.attr == "random")
+            if random and f.attr not in {"key", "PRNGKey", "split", "fold_in"}:
+                bad.append(f"{node.lineno}: draws with {f.attr}")
+            if f.attr in {"vmap", "filter_vmap", "pmap", "shard_map"}:
+                bad.append(f"{node.lineno}: maps with {f.attr}")
+    assert not bad, "cli.py does library work (move it into a public function):\n" + (
+        "\n".join(bad))

@@ -183,7 +183,8 @@ def test_trained_flipflop_has_eight_memory_states_and_cli_analyze(tmp_path, caps
     config = mfrnn.TrainConfig(n_steps=800, batch_size=32, learning_rate=1e-2, eval_every=25,
                                target_loss=9e-3, dtype="float64")
     run = tmp_path / "ff"
-    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=32), config, checkpoint=run / "checkpoint.mfrnn")
+    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=32), config, key=jr.key(0),
+                       checkpoint=run / "checkpoint.mfrnn")
     assert result.steps_to_criterion[0] is not None
     net = result.member(0)
     u, *_ = task.sample(jr.key(1), 32)

@@ -7,7 +7,7 @@ from helpers import all_nonlinearities, finite_difference, scipy_gaussian_mean
 import mfrnn
 
 
-WHICH = ("phi", "dphi", "ddphi", "Phi")
+WHICH = tuple(mfrnn.PhiFunction)  # phi, dphi, ddphi, Phi
 POINTS = [(0.0, 1.0, 0.4), (0.3, 2.0, 0.8), (-0.5, 4.0, -1.5), (0.2, 1.5, 1.5), (1.0, 0.5, 0.0)]
 
 
@@ -79,11 +79,11 @@ def test_tanh_quadrature_accuracy_at_large_variance(which, mu, delta):
 def test_gauss_hermite_option_is_worse_for_tanh_at_large_variance():
     f = lambda x: jnp.tanh(x) ** 2
     ref = scipy_gaussian_mean(lambda x: np.tanh(x) ** 2, 0.0, 20.0)
-    gh = mfrnn.gaussian_average(f, 0.0, 20.0, order=300, rule="gauss-hermite")
-    trap = mfrnn.gaussian_average(f, 0.0, 20.0, order=301, rule="trapezoid")
+    gh = mfrnn.gaussian_average(f, 0.0, 20.0, order=300, rule=mfrnn.QuadratureRule.gauss_hermite)
+    trap = mfrnn.gaussian_average(f, 0.0, 20.0, order=301, rule=mfrnn.QuadratureRule.trapezoid)
     assert abs(float(trap) - ref) < 1e-12
     assert abs(float(gh) - ref) > 1e-7  # why the default is the trapezoid rule
-    small = mfrnn.gaussian_average(f, 0.0, 1.0, order=200, rule="gauss-hermite")
+    small = mfrnn.gaussian_average(f, 0.0, 1.0, order=200, rule=mfrnn.QuadratureRule.gauss_hermite)
     assert abs(float(small) - scipy_gaussian_mean(lambda x: np.tanh(x) ** 2, 0.0, 1.0)) < 1e-13
 
 

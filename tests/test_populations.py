@@ -84,7 +84,7 @@ def test_resampled_rank_one_decision_network_keeps_its_accuracy(tmp_path, capsys
                                target_accuracy=0.9, train=("J", "W_in", "W_out"),
                                dtype="float64")
     run = tmp_path / "pd"
-    result = mfrnn.fit(task, spec, config, checkpoint=run / "checkpoint.mfrnn")
+    result = mfrnn.fit(task, spec, config, key=jr.key(0), checkpoint=run / "checkpoint.mfrnn")
     net = result.member(0)
     # Resampled at N = 2048: close to the mixture's mean-field limit (at N = 128 the
     # sampling noise of the overlaps alone moves the networks off the task).

@@ -206,3 +206,21 @@ def test_bad_inputs(getkey):
         mfrnn.LowRankNetwork(jnp.zeros((5, 2)), jnp.zeros((5, 1)))
     with pytest.raises(ValueError, match="J"):
         mfrnn.DenseNetwork(jnp.full((2, 2), jnp.nan))
+
+
+def test_trial_summary_averages_trials_and_keeps_kappa_per_trial(getkey):
+    # mfrnn.simulate_trials runs in tests/test_cli.py (`mfrnn simulate --trials`); here
+    # the summary alone, on given states (no integration).
+    net = mfrnn.LowRankEnsemble.rank_one(mean_m=1.0, mean_n=2.0).sample(20, key=getkey())
+    xs = jr.normal(getkey(), (3, 12, 20))
+    summary = mfrnn.trial_summary(xs, discard=2, network=net)
+    per_trial = [mfrnn.activity_summary(x, discard=2) for x in xs]
+    for name, value in per_trial[0].items():
+        np.testing.assert_allclose(summary[name], np.mean([s[name] for s in per_trial]),
+                                   rtol=1e-6)
+    kappa = np.mean(np.tanh(np.asarray(xs[:, 2:])) @ np.asarray(net.n_vectors), axis=1) / 20
+    np.testing.assert_allclose(summary["kappa"], kappa, rtol=1e-5)  # (trial, rank)
+    dense = mfrnn.GaussianEnsemble(1.0).sample(20, key=getkey())
+    assert "kappa" not in mfrnn.trial_summary(xs, network=dense)
+    with pytest.raises((ValueError, TypeError), match="trial"):  # TypeError: type checks
+        mfrnn.trial_summary(xs[0])

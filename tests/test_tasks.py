@@ -254,7 +254,7 @@ def test_neurogym_adapter(getkey):
     task = mfrnn.make_task("neurogym:PerceptualDecisionMaking-v0", dt=100.0, n_trials=500)
     config = mfrnn.TrainConfig(n_steps=60, batch_size=32, learning_rate=1e-2, loss="xent",
                                eval_every=20)
-    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=32), config)
+    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=32), config, key=jr.key(0))
     assert result.history["accuracy"][-1][0] > 0.7
 
 
@@ -275,6 +275,7 @@ def test_training_criteria_and_defaults_live_on_the_tasks():
             kind, value = expected[name]
             assert getattr(task, f"target_{kind}") == value, name
         assert task.initial_g == (1.5 if name == "match_to_sample" else 0.9)
+        assert task.initial_gain() == task.initial_g and task.initial_gain(rank=2) == 0.0
         assert task.held_out() is task  # generators draw fresh trials every time
 
 

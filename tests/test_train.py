@@ -43,7 +43,7 @@ def test_dale_law_holds_exactly_after_training(constraint, loss):
     config = mfrnn.TrainConfig(n_steps=40, batch_size=16, learning_rate=(3e-2, 1e-2),
                                eval_every=20, eval_batch=32, loss=loss,
                                train=("J", "W_out", "bias"))
-    result = mfrnn.fit(task, spec, config)
+    result = mfrnn.fit(task, spec, config, key=jr.key(0))
     assert np.all(np.isfinite(np.asarray(result.history["loss"])))
     assert result.n_members == 2 and result.learning_rates == [3e-2, 1e-2]
     second = result.member(1)
@@ -142,9 +142,9 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
     spec = mfrnn.NetworkSpec(n=32)
     config = mfrnn.TrainConfig(n_steps=30, batch_size=16, learning_rate=1e-2, eval_every=5,
                                eval_batch=32, checkpoint_every=10, noise_std=0.05)
-    full = mfrnn.fit(task, spec, config, n_seeds=2)
+    full = mfrnn.fit(task, spec, config, n_seeds=2, key=jr.key(0))
     # Member i of a vmapped run is the run of seed i alone: vmap changes only speed.
-    alone = mfrnn.fit(task, spec, config, n_seeds=1)
+    alone = mfrnn.fit(task, spec, config, n_seeds=1, key=jr.key(0))
     np.testing.assert_allclose(full.member(0).J, alone.member(0).J, rtol=1e-5, atol=1e-6)
     assert np.max(np.abs(full.member(1).J - full.member(0).J)) > 1e-2
 
@@ -157,9 +157,11 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
 
     path = tmp_path / "run.mfrnn"
     with pytest.raises(Killed):
-        mfrnn.fit(task, spec, config, n_seeds=2, checkpoint=path, callback=kill_at_25)
+        mfrnn.fit(task, spec, config, n_seeds=2, key=jr.key(0), checkpoint=path,
+                  callback=kill_at_25)
     assert mfrnn.load_checkpoint(path).step == 20  # steps 21-25 are lost
-    resumed = mfrnn.fit(task, spec, config, n_seeds=2, checkpoint=path, resume=True)
+    resumed = mfrnn.fit(task, spec, config, n_seeds=2, key=jr.key(0), checkpoint=path,
+                        resume=True)
     assert resumed.step == 30
     assert eqx.tree_equal(resumed.models, full.models)
     assert eqx.tree_equal(resumed.opt_states, full.opt_states)
@@ -169,6 +171,24 @@ def test_interrupted_training_resumes_to_the_same_parameters(tmp_path):
     assert eqx.tree_equal(loaded.models, full.models)
     assert loaded.task == task and loaded.spec == spec and loaded.config == config
     assert b"pickle" not in path.read_bytes()[:4096]
+
+
+def test_eight_members_are_eight_single_member_runs():
+    # One key per member: member i of a run of eight is the run of key i alone, within
+    # float32 rounding over the run. Low rank: members vmapped (batched products); a dense
+    # J maps them one after another (test_interrupted_training_...: 2 members vs 1).
+    task = mfrnn.SetResetFlipFlop(first=40.0, pulse=40.0, gap=100.0, n_turns=2, grace=40.0)
+    config = mfrnn.TrainConfig(n_steps=8, batch_size=8, learning_rate=1e-2, eval_every=4,
+                               eval_batch=8)
+    spec = mfrnn.NetworkSpec(n=16, rank=1, g=0.5)
+    keys = jr.split(jr.key(7), 8)
+    together = mfrnn.fit(task, spec, config, n_seeds=8, key=keys)
+    assert together.config.dtype == "float32"
+    for i in range(8):
+        alone = mfrnn.fit(task, spec, config, key=keys[i:i + 1])  # compiled once
+        for a, b in zip(jax.tree.leaves(together.member(i)), jax.tree.leaves(alone.member(0))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert np.max(np.abs(alone.member(0).m - together.member(0).m)) > 1e-3 or i == 0
 
 
 def _header(path):
@@ -226,17 +246,18 @@ def test_bad_training_input(tmp_path):
     with pytest.raises(ValueError, match="learning_rate"):
         mfrnn.TrainConfig(learning_rate=-1.0)
     with pytest.raises(ValueError, match="xent"):
-        mfrnn.fit(task, mfrnn.NetworkSpec(n=8), mfrnn.TrainConfig(loss="xent"))
+        mfrnn.fit(task, mfrnn.NetworkSpec(n=8), mfrnn.TrainConfig(loss="xent"), key=jr.key(0))
     with pytest.raises(ValueError, match="low-rank"):
-        mfrnn.fit(task, mfrnn.NetworkSpec(n=8), mfrnn.TrainConfig(train=("m",)))
+        mfrnn.fit(task, mfrnn.NetworkSpec(n=8), mfrnn.TrainConfig(train=("m",)), key=jr.key(0))
     with pytest.raises(ValueError, match="not an mfrnn checkpoint"):
         (tmp_path / "junk").write_bytes(b"hello")
         mfrnn.load_checkpoint(tmp_path / "junk")
     # A checkpoint of another network cannot be resumed by this run.
     path = tmp_path / "ff.mfrnn"
     config = mfrnn.TrainConfig(n_steps=2, batch_size=4, eval_every=1, eval_batch=8)
-    mfrnn.fit(task, mfrnn.NetworkSpec(n=8), config, checkpoint=path)
+    mfrnn.fit(task, mfrnn.NetworkSpec(n=8), config, key=jr.key(0), checkpoint=path)
     with pytest.raises(ValueError, match="Incompatible checkpoint.*network spec"):
-        mfrnn.fit(task, mfrnn.NetworkSpec(n=9), config, checkpoint=path, resume=True)
+        mfrnn.fit(task, mfrnn.NetworkSpec(n=9), config, key=jr.key(0), checkpoint=path,
+                  resume=True)
     with pytest.raises(SystemExit):
         cli.main(["train", "--task", "nope", "--out", str(tmp_path / "x")])

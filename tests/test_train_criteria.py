@@ -20,7 +20,7 @@ def _no_compilation_cache(monkeypatch):
 
 
 def _train_and_evaluate(task, spec, config, loss="mse"):
-    result = mfrnn.fit(task, spec, config)
+    result = mfrnn.fit(task, spec, config, key=jr.key(0))
     ev = mfrnn.evaluate(result.member(0), task, key=jr.key(99), batch=512, loss=loss)
     return result, ev
 
@@ -31,7 +31,7 @@ def test_logic_gates_reach_mse_criterion(gate):
                            duration=600.0)
     config = mfrnn.TrainConfig(n_steps=1500, batch_size=32, learning_rate=1e-2,
                                eval_every=25, target_loss=5e-4)
-    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=64), config)
+    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=64), config, key=jr.key(0))
     # The evaluation batch (256 trials) is drawn apart from the training batches.
     assert result.steps_to_criterion[0] is not None
     assert result.history["loss"][-1][0] < 1e-3 and result.history["accuracy"][-1][0] == 1.0
@@ -41,7 +41,7 @@ def test_flipflop_reaches_mse_criterion():
     task = mfrnn.SetResetFlipFlop(first=100.0, pulse=100.0, gap=300.0, n_turns=3, grace=100.0)
     config = mfrnn.TrainConfig(n_steps=1500, batch_size=32, learning_rate=1e-2,
                                eval_every=25, target_loss=5e-4)
-    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=64), config)
+    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=64), config, key=jr.key(0))
     assert result.history["loss"][-1][0] < 1e-3 and result.history["accuracy"][-1][0] > 0.98
 
 

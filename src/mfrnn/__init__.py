@@ -19,6 +19,7 @@ from ._analysis import (
     covariance_spectrum as covariance_spectrum,
     DimensionComparison as DimensionComparison,
     DMFTComparison as DMFTComparison,
+    evaluate_run as evaluate_run,
     find_fixed_points as find_fixed_points,
     find_latent_fixed_points as find_latent_fixed_points,
     fit_populations as fit_populations,
@@ -45,7 +46,9 @@ from ._analysis import (
     PsychometricCurve as PsychometricCurve,
     rajan_abbott_radius as rajan_abbott_radius,
     RunAnalysis as RunAnalysis,
+    RunEvaluation as RunEvaluation,
     trajectory_states as trajectory_states,
+    trial_summary as trial_summary,
 )
 from ._compilation_cache import (
     clear_caches as clear_caches,
@@ -86,11 +89,23 @@ from ._nonlinearities import (
     ShiftedTanh as ShiftedTanh,
     Tanh as Tanh,
 )
+from ._options import (
+    DaleConstraint as DaleConstraint,
+    Loss as Loss,
+    ModeSpectrum as ModeSpectrum,
+    PhiFunction as PhiFunction,
+    QuadratureRule as QuadratureRule,
+    TrialSolver as TrialSolver,
+)
 from ._phase_boundaries import (
     phase_boundaries as phase_boundaries,
     PhaseBoundary as PhaseBoundary,
 )
-from ._simulate import simulate as simulate, simulate_euler as simulate_euler
+from ._simulate import (
+    simulate as simulate,
+    simulate_euler as simulate_euler,
+    simulate_trials as simulate_trials,
+)
 from ._solution import (
     DMFTSolution as DMFTSolution,
     OnsetSolution as OnsetSolution,

@@ -1,6 +1,11 @@
 """JAX's persistent compilation cache for mfrnn: on by default in the `mfrnn` command
 line and for the programs `fit` compiles; `enable_compilation_cache` turns it on for
-every program. Importing mfrnn never changes JAX's global configuration."""
+every program. Importing mfrnn never changes JAX's global configuration.
+
+`fit`'s programs (for mfrnn's own tasks) are kept by mfrnn itself in the same folder
+(`mfrnn-programs/`, `_training/programs.py`): by an identity computed without tracing,
+so a warm run neither traces, lowers nor compiles them; `compilation_cache_size` counts
+them, `$MFRNN_NO_COMPILATION_CACHE` switches them off with the rest."""
 
 import contextlib
 import os
@@ -11,6 +16,10 @@ import pathlib
 DISABLE_ENV = "MFRNN_NO_COMPILATION_CACHE"
 # Folder of the cache, overriding the default below.
 DIR_ENV = "MFRNN_COMPILATION_CACHE_DIR"
+# `jax.monitoring` event recorded for every training program read back from the cache
+# folder by mfrnn itself (`_training/programs.py`: no tracing, lowering or compiling);
+# programs that JAX's own cache returns record "/jax/compilation_cache/cache_hits".
+PROGRAM_HIT_EVENT = "/mfrnn/compilation_cache/program_hits"
 
 
 def default_compilation_cache_dir() -> pathlib.Path:
@@ -85,10 +94,24 @@ def clear_caches() -> None:
     """
     import jax
 
-    from ._programs import clear_programs
+    from ._training.programs import clear_memory
 
-    clear_programs()
+    clear_memory()
     jax.clear_caches()
+
+
+def persistent_cache_folder() -> pathlib.Path | None:
+    """The folder `compilation_cache_scope` would use: a configured
+    `jax_compilation_cache_dir`, else `default_compilation_cache_dir()` unless
+    `$MFRNN_NO_COMPILATION_CACHE` is set (then None). JAX is not configured."""
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    if current is not None:
+        return pathlib.Path(current)
+    if compilation_cache_disabled():
+        return None
+    return default_compilation_cache_dir()
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._misc import check_finite, check_positive, is_concrete
 from ._nonlinearities import AbstractNonlinearity, Tanh
+from ._options import DaleConstraint, DaleConstraintLike, option
 
 
 def _matvec(a, b):
@@ -233,15 +234,17 @@ class DaleNetwork(AbstractRateNetwork):
     """Dense network obeying Dale's law: column j of J has the sign `signs[j]` (+1
     excitatory, -1 inhibitory).
 
-    - `constraint="sign"` (default): `J = |W| diag(signs)`; W is unconstrained, so
+    `constraint`, a [`mfrnn.DaleConstraint`][]:
+
+    - `DaleConstraint.sign` (default): `J = |W| diag(signs)`; W is unconstrained, so
       gradient steps can never break the law.
-    - `constraint="projection"`: `J = W`, and `project()` (called after every
+    - `DaleConstraint.projection`: `J = W`, and `project()` (called after every
       optimiser update) zeroes the entries with the wrong sign.
     """
 
     W: Float[Array, "n n"]
     signs: Float[Array, " n"]
-    constraint: str = eqx.field(static=True)
+    constraint: DaleConstraint = eqx.field(static=True)
     phi: AbstractNonlinearity
     bias: Float[Array, " n"]
     W_in: Float[Array, "n n_in"] | None
@@ -254,7 +257,7 @@ class DaleNetwork(AbstractRateNetwork):
         signs: ArrayLike,
         phi: AbstractNonlinearity = Tanh(),
         *,
-        constraint: str = "sign",
+        constraint: DaleConstraintLike = DaleConstraint.sign,
         bias: ArrayLike | None = None,
         W_in: ArrayLike | None = None,
         W_out: ArrayLike | None = None,
@@ -268,8 +271,7 @@ class DaleNetwork(AbstractRateNetwork):
             raise ValueError(f"`signs` must have shape ({W.shape[0]},), got {signs.shape}.")
         if is_concrete(signs) and not np.all(np.abs(np.asarray(signs)) == 1):
             raise ValueError("`signs` must be +1 (excitatory) or -1 (inhibitory).")
-        if constraint not in ("sign", "projection"):
-            raise ValueError(f"`constraint` must be 'sign' or 'projection', got {constraint!r}.")
+        constraint = option(DaleConstraint, constraint, "constraint")
         check_finite("W", W)
         check_positive("tau", tau)
         self.W = W
@@ -278,7 +280,7 @@ class DaleNetwork(AbstractRateNetwork):
         _set_common(self, W.shape[0], W.dtype, phi, bias, W_in, W_out, tau)
 
     def dense_matrix(self):
-        if self.constraint == "sign":
+        if self.constraint == DaleConstraint.sign:
             return jnp.abs(self.W) * self.signs[None, :]
         return self.W
 
@@ -287,7 +289,7 @@ class DaleNetwork(AbstractRateNetwork):
 
     def project(self) -> "DaleNetwork":
         """The same network with wrong-sign entries of W set to 0 (projection mode)."""
-        if self.constraint == "sign":
+        if self.constraint == DaleConstraint.sign:
             return self
         W = jnp.where(self.W * self.signs[None, :] >= 0, self.W, 0.0)
         return eqx.tree_at(lambda net: net.W, self, W)

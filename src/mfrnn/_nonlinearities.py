@@ -9,7 +9,7 @@ import abc
 import functools as ft
 import math
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import equinox as eqx
 import jax
@@ -18,24 +18,32 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._custom_types import Which
 from ._misc import safe_sqrt, standard_normal_rule, taylor_remainder_integral
+from ._options import (
+    option,
+    PhiFunction,
+    PhiFunctionLike,
+    QuadratureRule,
+    QuadratureRuleLike,
+)
 
 
-_WHICH = ("phi", "dphi", "ddphi", "Phi")
 _DEFAULT_ORDER = 301
 
 
-def _check_which(which: str) -> None:
-    if which not in _WHICH:
-        raise ValueError(f"`which` must be one of {_WHICH}, got {which!r}.")
+def _check_which(which) -> PhiFunction:
+    return option(PhiFunction, which, "which")
+
+
+def _check_rule(rule) -> QuadratureRule:
+    return option(QuadratureRule, rule, "rule")
 
 
 _T = TypeVar("_T")
 
 
 def _select(
-    which: Which,
+    which: PhiFunctionLike,
     *,
     phi: Callable[[], _T],
     dphi: Callable[[], _T],
@@ -44,8 +52,7 @@ def _select(
 ) -> _T:
     """The one place where a nonlinearity's formulas are chosen by `which`: each case is
     a function of no argument, and only the chosen one is evaluated."""
-    _check_which(which)
-    return dict(phi=phi, dphi=dphi, ddphi=ddphi, Phi=Phi)[which]()
+    return dict(phi=phi, dphi=dphi, ddphi=ddphi, Phi=Phi)[_check_which(which)]()
 
 
 def gaussian_average(
@@ -54,7 +61,7 @@ def gaussian_average(
     delta: ArrayLike,
     *,
     order: int = _DEFAULT_ORDER,
-    rule: Literal["trapezoid", "gauss-hermite"] = "trapezoid",
+    rule: QuadratureRuleLike = QuadratureRule.trapezoid,
 ) -> Float[Array, ""]:
     """`E fn(mu + sqrt(delta) z)` for z ~ N(0, 1), by quadrature.
 
@@ -62,9 +69,9 @@ def gaussian_average(
 
     - `fn`: elementwise function of an array.
     - `mu`, `delta`: mean and variance (scalars).
-    - `order`, `rule`: number of nodes and rule; see `standard_normal_rule` notes. The
-      default (trapezoid, 301 nodes on [-10, 10]) gives tanh averages to 1e-13 at
-      delta = 20 and 1e-9 at delta = 40.
+    - `order`, `rule`: number of nodes and a [`mfrnn.QuadratureRule`][]. The default
+      (trapezoid, 301 nodes on [-10, 10]) gives tanh averages to 1e-13 at delta = 20
+      and 1e-9 at delta = 40.
 
     **Returns:** a scalar.
 
@@ -72,13 +79,13 @@ def gaussian_average(
     mfrnn.gaussian_average(jnp.tanh, 0.0, 2.0)
     ```
     """
-    z, w = standard_normal_rule(order, rule)
+    z, w = standard_normal_rule(order, _check_rule(rule))
     mu = jnp.asarray(mu)
     x = mu + safe_sqrt(delta) * jnp.asarray(z, dtype=mu.dtype)
     return jnp.sum(jnp.asarray(w, dtype=x.dtype) * fn(x))
 
 
-def _two_point(mean_fn, mu, delta0, delta, order: int, rule: str) -> Array:
+def _two_point(mean_fn, mu, delta0, delta, order: int, rule: QuadratureRule) -> Array:
     """`E f(a) f(b)` by splitting off the shared part: a = mu + y + u1, b = mu +- y + u2.
 
     `mean_fn(m, v) = E f(m + sqrt(v) z)` does the inner (private) average, in closed
@@ -313,10 +320,11 @@ def gaussian_two_point_average(
     delta: ArrayLike,
     *,
     order: int = _DEFAULT_ORDER,
-    rule: Literal["trapezoid", "gauss-hermite"] = "trapezoid",
+    rule: QuadratureRuleLike = QuadratureRule.trapezoid,
 ) -> Float[Array, ""]:
     """`E fn(a) fn(b)`, (a, b) Gaussian with means `mu`, variances `delta0`, covariance
-    `delta` (clipped to |delta| <= delta0), by nested quadrature (order**2 evaluations).
+    `delta` (clipped to |delta| <= delta0), by nested quadrature (order**2 evaluations);
+    `order` and `rule` (a [`mfrnn.QuadratureRule`][]) as for [`mfrnn.gaussian_average`][].
 
     ```python
     mfrnn.gaussian_two_point_average(jnp.tanh, 0.0, 2.0, 1.0)
@@ -326,15 +334,16 @@ def gaussian_two_point_average(
     def mean_fn(m, v):
         return gaussian_average(fn, m, v, order=order, rule=rule)
 
-    return _two_point(mean_fn, mu, delta0, delta, order, rule)
+    return _two_point(mean_fn, mu, delta0, delta, order, _check_rule(rule))
 
 
 class AbstractNonlinearity(eqx.Module):
     """A rate nonlinearity phi with its derivatives, primitive and Gaussian averages.
 
     Concrete classes give closed forms where they exist and quadrature otherwise.
-    `which` selects the function averaged: "phi", "dphi" (phi'), "ddphi" (phi'') or
-    "Phi" (the primitive with Phi(0) = 0, used by the DMFT potential).
+    `which`, a [`mfrnn.PhiFunction`][], selects the function averaged: `PhiFunction.phi`,
+    `.dphi` (phi'), `.ddphi` (phi'') or `.Phi` (the primitive with Phi(0) = 0, used by
+    the DMFT potential).
     """
 
     @abc.abstractmethod
@@ -354,35 +363,41 @@ class AbstractNonlinearity(eqx.Module):
         """Phi(x) = int_0^x phi, elementwise."""
 
     @abc.abstractmethod
-    def gaussian_mean(self, mu: ArrayLike, delta: ArrayLike, which: Which = "phi") -> Array:
+    def gaussian_mean(
+        self, mu: ArrayLike, delta: ArrayLike, which: PhiFunctionLike = PhiFunction.phi
+    ) -> Array:
         """`<f>_{mu, delta}` with f selected by `which`."""
 
     @abc.abstractmethod
     def gaussian_second_moment(
-        self, mu: ArrayLike, delta: ArrayLike, which: Which = "phi"
+        self, mu: ArrayLike, delta: ArrayLike, which: PhiFunctionLike = PhiFunction.phi
     ) -> Array:
         """`<f^2>_{mu, delta}` with f selected by `which`."""
 
     @abc.abstractmethod
     def gaussian_correlation(
-        self, mu: ArrayLike, delta0: ArrayLike, delta: ArrayLike, which: Which = "phi"
+        self,
+        mu: ArrayLike,
+        delta0: ArrayLike,
+        delta: ArrayLike,
+        which: PhiFunctionLike = PhiFunction.phi,
     ) -> Array:
         """`[f]_{mu; delta0, delta} = E f(a) f(b)` with f selected by `which`."""
 
-    def functions(self, x: ArrayLike, which: tuple[Which, ...]) -> tuple[Array, ...]:
+    def functions(self, x: ArrayLike, which: tuple[PhiFunctionLike, ...]) -> tuple[Array, ...]:
         """The functions selected by `which` at x, elementwise; subclasses share work
         between them (one tanh gives tanh and its derivatives)."""
         return tuple(_function(self, w)(x) for w in which)
 
     def gaussian_correlations(
-        self, mu: ArrayLike, delta0: ArrayLike, delta: ArrayLike, which: tuple[Which, ...]
+        self, mu: ArrayLike, delta0: ArrayLike, delta: ArrayLike, which: tuple[PhiFunctionLike, ...]
     ) -> tuple[Array, ...]:
         """`[f]_{mu; delta0, delta}` for each f of `which`: quadrature nonlinearities
         evaluate them on one set of nodes."""
         return tuple(self.gaussian_correlation(mu, delta0, delta, w) for w in which)
 
 
-def _function(phi: AbstractNonlinearity, which: Which) -> Callable[[Array], Array]:
+def _function(phi: AbstractNonlinearity, which: PhiFunctionLike) -> Callable[[Array], Array]:
     return _select(
         which,
         phi=lambda: phi.__call__,
@@ -396,23 +411,23 @@ class AbstractQuadratureNonlinearity(AbstractNonlinearity):
     """Nonlinearities whose Gaussian averages are all computed by quadrature."""
 
     order: eqx.AbstractVar[int]
-    rule: eqx.AbstractVar[str]
+    rule: eqx.AbstractVar[QuadratureRule]
 
-    def gaussian_mean(self, mu, delta, which: Which = "phi"):
+    def gaussian_mean(self, mu, delta, which: PhiFunctionLike = PhiFunction.phi):
         fn = _function(self, which)
         return gaussian_average(fn, mu, delta, order=self.order, rule=self.rule)  # pyright: ignore
 
-    def gaussian_second_moment(self, mu, delta, which: Which = "phi"):
+    def gaussian_second_moment(self, mu, delta, which: PhiFunctionLike = PhiFunction.phi):
         fn = _function(self, which)
         return gaussian_average(
             lambda x: fn(x) ** 2, mu, delta, order=self.order, rule=self.rule  # pyright: ignore
         )
 
-    def gaussian_correlation(self, mu, delta0, delta, which: Which = "phi"):
+    def gaussian_correlation(self, mu, delta0, delta, which: PhiFunctionLike = PhiFunction.phi):
         return self.gaussian_correlations(mu, delta0, delta, (which,))[0]
 
     def hermite_coefficients(
-        self, mu: ArrayLike, delta0: ArrayLike, which: tuple[Which, ...], terms: int
+        self, mu: ArrayLike, delta0: ArrayLike, which: tuple[PhiFunctionLike, ...], terms: int
     ) -> tuple[Array, ...]:
         """Hermite coefficients `c_n = E[f(mu + sqrt(delta0) z) He_n(z)] / sqrt(n!)`,
         n < `terms`, of each f of `which` (trapezoid nodes at the rule's spacing).
@@ -429,12 +444,11 @@ class AbstractQuadratureNonlinearity(AbstractNonlinearity):
         psi = psi(dtype)
         return tuple(psi @ f for f in values)
 
-    def gaussian_correlations(self, mu, delta0, delta, which: tuple[Which, ...]):
-        for w in which:
-            _check_which(w)
-        if self.rule == "trapezoid":
+    def gaussian_correlations(self, mu, delta0, delta, which: tuple[PhiFunctionLike, ...]):
+        which = tuple(_check_which(w) for w in which)
+        if self.rule == QuadratureRule.trapezoid:
             return _two_point_adaptive(
-                self, mu, delta0, delta, which=tuple(which), order=self.order  # pyright: ignore
+                self, mu, delta0, delta, which=which, order=self.order  # pyright: ignore
             )
         return tuple(
             gaussian_two_point_average(
@@ -465,10 +479,13 @@ def _tanh_functions(y, which, primitive):
 
 
 class Tanh(AbstractQuadratureNonlinearity):
-    """phi(x) = tanh(x); slope 1 at 0. Gaussian averages by quadrature."""
+    """phi(x) = tanh(x); slope 1 at 0. Gaussian averages by quadrature (`order` nodes of
+    the [`mfrnn.QuadratureRule`][] `rule`)."""
 
     order: int = eqx.field(static=True, default=_DEFAULT_ORDER)
-    rule: str = eqx.field(static=True, default="trapezoid")
+    rule: QuadratureRule = eqx.field(
+        static=True, default=QuadratureRule.trapezoid, converter=_check_rule
+    )
 
     def __call__(self, x):
         return jnp.tanh(x)
@@ -492,12 +509,18 @@ class ShiftedTanh(AbstractQuadratureNonlinearity):
 
     theta: Float[Array, ""]
     order: int = eqx.field(static=True)
-    rule: str = eqx.field(static=True)
+    rule: QuadratureRule = eqx.field(static=True)
 
-    def __init__(self, theta: ArrayLike = 0.0, *, order: int = _DEFAULT_ORDER, rule: str = "trapezoid"):
+    def __init__(
+        self,
+        theta: ArrayLike = 0.0,
+        *,
+        order: int = _DEFAULT_ORDER,
+        rule: QuadratureRuleLike = QuadratureRule.trapezoid,
+    ):
         self.theta = jnp.asarray(theta, dtype=float)
         self.order = order
-        self.rule = rule
+        self.rule = _check_rule(rule)
 
     def __call__(self, x):
         return 1.0 + jnp.tanh(x - self.theta)
@@ -515,7 +538,7 @@ class ShiftedTanh(AbstractQuadratureNonlinearity):
     def functions(self, x, which):
         x = jnp.asarray(x)
         fs = _tanh_functions(x - self.theta, which, lambda y: x + _logcosh(y) - _logcosh(self.theta))
-        return tuple(1.0 + f if w == "phi" else f for w, f in zip(which, fs))
+        return tuple(1.0 + f if w == PhiFunction.phi else f for w, f in zip(which, fs))
 
 
 # erf(a x) with a = sqrt(pi)/2 has slope 1 at 0 and phi'(x) = exp(-a^2 x^2).
@@ -556,7 +579,7 @@ class Erf(AbstractNonlinearity):
         sm = 1.0 + _C * (delta0 - delta)
         return jnp.exp(-_C * mu**2 / sp) / jnp.sqrt(sp * sm)
 
-    def gaussian_mean(self, mu, delta, which: Which = "phi"):
+    def gaussian_mean(self, mu, delta, which: PhiFunctionLike = PhiFunction.phi):
         mu = jnp.asarray(mu)
         delta = jnp.asarray(delta)
         s = 1.0 + _C * delta
@@ -564,7 +587,7 @@ class Erf(AbstractNonlinearity):
         def Phi():
             # Stein: E[x phi(x)] = mu <phi> + delta <phi'>.
             mean_dphi = self._mean_dphi(mu, delta)
-            mean_phi = self.gaussian_mean(mu, delta, "phi")
+            mean_phi = self.gaussian_mean(mu, delta, PhiFunction.phi)
             return mu * mean_phi + delta * mean_dphi + (mean_dphi - 1.0) * (2.0 / np.pi)
 
         return _select(
@@ -575,19 +598,19 @@ class Erf(AbstractNonlinearity):
             Phi=Phi,
         )
 
-    def gaussian_second_moment(self, mu, delta, which: Which = "phi"):
+    def gaussian_second_moment(self, mu, delta, which: PhiFunctionLike = PhiFunction.phi):
         return self.gaussian_correlation(mu, delta, delta, which)
 
-    def gaussian_correlation(self, mu, delta0, delta, which: Which = "phi"):
+    def gaussian_correlation(self, mu, delta0, delta, which: PhiFunctionLike = PhiFunction.phi):
         mu = jnp.asarray(mu)
         delta0 = jnp.asarray(delta0)
         delta = jnp.clip(jnp.asarray(delta), -delta0, delta0)
         corr = jax.vmap(lambda r: self._corr_dphi(mu, delta0, r))
-        mean_phi = lambda: self.gaussian_mean(mu, delta0, "phi")
+        mean_phi = lambda: self.gaussian_mean(mu, delta0, PhiFunction.phi)
 
         def Phi():
             m_phi = mean_phi()
-            mean_Phi = self.gaussian_mean(mu, delta0, "Phi")
+            mean_Phi = self.gaussian_mean(mu, delta0, PhiFunction.Phi)
             return mean_Phi**2 + delta * m_phi**2 + taylor_remainder_integral(corr, delta, 1)
 
         return _select(
@@ -649,7 +672,7 @@ class ReLU(AbstractNonlinearity):
         det = jnp.maximum(delta0**2 - r**2, 1e-300)
         return jnp.exp(-(mu**2) / (delta0 + r)) / (2.0 * np.pi * jnp.sqrt(det))
 
-    def gaussian_mean(self, mu, delta, which: Which = "phi"):
+    def gaussian_mean(self, mu, delta, which: PhiFunctionLike = PhiFunction.phi):
         mu = jnp.asarray(mu, dtype=float)
         delta = jnp.asarray(delta, dtype=mu.dtype)
         return _select(
@@ -660,7 +683,7 @@ class ReLU(AbstractNonlinearity):
             Phi=lambda: 0.5 * self._truncated_moment(mu, delta, 2),
         )
 
-    def gaussian_second_moment(self, mu, delta, which: Which = "phi"):
+    def gaussian_second_moment(self, mu, delta, which: PhiFunctionLike = PhiFunction.phi):
         mu = jnp.asarray(mu, dtype=float)
         delta = jnp.asarray(delta, dtype=mu.dtype)
         return _select(
@@ -671,14 +694,15 @@ class ReLU(AbstractNonlinearity):
             Phi=lambda: 0.25 * self._truncated_moment(mu, delta, 4),
         )
 
-    def gaussian_correlation(self, mu, delta0, delta, which: Which = "phi"):
+    def gaussian_correlation(self, mu, delta0, delta, which: PhiFunctionLike = PhiFunction.phi):
         mu = jnp.asarray(mu, dtype=float)
         delta0 = jnp.asarray(delta0, dtype=mu.dtype)
         delta = jnp.clip(jnp.asarray(delta, dtype=mu.dtype), -delta0, delta0)
         density = jax.vmap(lambda r: self._density00(mu, delta0, r))
         rest = lambda k: taylor_remainder_integral(density, delta, k)
         # The means, always in the order phi', phi, Phi.
-        means = lambda k: [self.gaussian_mean(mu, delta0, w) for w in ("dphi", "phi", "Phi")[:k]]
+        kinds = (PhiFunction.dphi, PhiFunction.phi, PhiFunction.Phi)
+        means = lambda k: [self.gaussian_mean(mu, delta0, w) for w in kinds[:k]]
 
         def phi():
             m_dphi, m_phi = means(2)
@@ -712,7 +736,7 @@ class Linear(AbstractNonlinearity):
     def primitive(self, x):
         return 0.5 * jnp.asarray(x) ** 2
 
-    def gaussian_mean(self, mu, delta, which: Which = "phi"):
+    def gaussian_mean(self, mu, delta, which: PhiFunctionLike = PhiFunction.phi):
         mu = jnp.asarray(mu, dtype=float)
         delta = jnp.asarray(delta, dtype=mu.dtype)
         return _select(
@@ -723,10 +747,10 @@ class Linear(AbstractNonlinearity):
             Phi=lambda: 0.5 * (mu**2 + delta),
         )
 
-    def gaussian_second_moment(self, mu, delta, which: Which = "phi"):
+    def gaussian_second_moment(self, mu, delta, which: PhiFunctionLike = PhiFunction.phi):
         return self.gaussian_correlation(mu, delta, delta, which)
 
-    def gaussian_correlation(self, mu, delta0, delta, which: Which = "phi"):
+    def gaussian_correlation(self, mu, delta0, delta, which: PhiFunctionLike = PhiFunction.phi):
         mu = jnp.asarray(mu, dtype=float)
         delta0 = jnp.asarray(delta0, dtype=mu.dtype)
         delta = jnp.asarray(delta, dtype=mu.dtype)

@@ -1,17 +1,9 @@
-"""Ahead-of-time compiled programs: compile a function for the shapes of its arguments
-(concrete arrays or `jax.ShapeDtypeStruct`s), with XLA options, in any thread, and
-keep the executable for later calls with the same shapes and static arguments.
+"""Ahead-of-time programs: a function split into its array leaves (lowered for their
+shapes: concrete arrays or `jax.ShapeDtypeStruct`s) and its static leaves, so that it can
+be lowered and compiled with XLA options in any thread and called later as a `Program`.
+Training builds its programs on these (`_training/programs.py`)."""
 
-Training uses it to compile its programs concurrently (XLA releases the GIL) and to
-compile the ones that only draw random numbers at a lower LLVM optimisation level:
-threefry at -O2 costs seconds of compilation and saves microseconds of run time.
-(-O0 compiles fastest but skips fused multiply-adds, so its normal draws differ from
-eager ones in the last bit; -O1 draws the same numbers.)
-"""
-
-import collections
 import functools as ft
-import threading
 
 import equinox as eqx
 import jax
@@ -26,16 +18,13 @@ class _Dynamic:
 
 
 _DYNAMIC = _Dynamic()
-_CACHE: collections.OrderedDict = collections.OrderedDict()
-_CACHE_SIZE = 64
-_LOCK = threading.Lock()
 
 
 def _is_dynamic(x) -> bool:
     return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
 
 
-def _split(args):
+def split_arrays(args):
     leaves, treedef = jtu.tree_flatten(args)
     dynamic = [x for x in leaves if _is_dynamic(x)]
     static = tuple(_DYNAMIC if _is_dynamic(x) else x for x in leaves)
@@ -43,14 +32,14 @@ def _split(args):
 
 
 @ft.partial(jax.jit, static_argnums=(0, 1))
-def _run(fun, structure, dynamic):
+def run_split(fun, structure, dynamic):
     treedef, static = structure
     it = iter(dynamic)
     leaves = [next(it) if x is _DYNAMIC else x for x in static]
     return fun(*jtu.tree_unflatten(treedef, leaves))
 
 
-def _aval(x):
+def abstract_value(x):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, weak_type=getattr(x, "weak_type", False))
 
 
@@ -63,38 +52,12 @@ class Program:
         self._structure = structure
 
     def __call__(self, *args):
-        dynamic, _ = _split(args)
+        dynamic, _ = split_arrays(args)
         return self._compiled(dynamic)
 
 
 def output_shapes(fun, *args):
-    """`jax.eval_shape` of `fun(*args)`, traced as `compiled` traces it (the trace is
+    """`jax.eval_shape` of `fun(*args)`, traced as `run_split` traces it (the trace is
     reused when it compiles)."""
-    dynamic, structure = _split(args)
-    return _run.eval_shape(fun, structure, [_aval(x) for x in dynamic])
-
-
-def compiled(fun, *args, opt_level: int | None = None) -> Program:
-    """`fun(*args)` compiled (or fetched from the in-process cache); array leaves of
-    `args` may be `jax.ShapeDtypeStruct`s. `opt_level`: LLVM's (None: XLA's default)."""
-    dynamic, structure = _split(args)
-    avals = [_aval(x) for x in dynamic]
-    key = (fun, structure, tuple(avals), opt_level)
-    with _LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    options = None if opt_level is None else {"xla_backend_optimization_level": opt_level}
-    program = Program(_run.lower(fun, structure, avals).compile(options), structure)
-    with _LOCK:
-        _CACHE[key] = program
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return program
-
-
-def clear_programs() -> None:
-    """Forget every compiled program (the next call compiles, or reads the persistent
-    cache)."""
-    with _LOCK:
-        _CACHE.clear()
+    dynamic, structure = split_arrays(args)
+    return run_split.eval_shape(fun, structure, [abstract_value(x) for x in dynamic])

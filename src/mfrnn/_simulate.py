@@ -176,3 +176,49 @@ def simulate_euler(
 
     _, xs = lax.scan(block, x0, (steps, u_all))
     return jnp.concatenate([x0[None], xs], axis=0)
+
+
+@eqx.filter_jit
+def simulate_trials(
+    network: AbstractRateNetwork,
+    ts: Float[ArrayLike, " time"],
+    n_trials: int,
+    *,
+    key: PRNGKeyArray,
+    noise_std: ArrayLike | None = None,
+    dt0: ArrayLike | None = None,
+) -> Float[Array, "trial time n"]:
+    """`n_trials` trials of `network`, each from its own initial state `x0 ~ N(0, 1)`
+    per unit: [`mfrnn.simulate`][] mapped over trials (what `mfrnn simulate --trials`
+    runs). With `noise_std` every trial is an SDE with its own noise, at the step `dt0`.
+
+    **Arguments:**
+
+    - `network`: an [`mfrnn.AbstractRateNetwork`][].
+    - `ts`: save times; `ts[0]` is the initial time, so `xs[:, 0]` are the initial states.
+    - `n_trials`: number of trials.
+    - `key`: draws the initial states and the noise.
+    - `noise_std`: as for [`mfrnn.simulate`][]; None (default) integrates the ODE with
+      adaptive steps. `dt0`: the constant step of the SDE (used with `noise_std` only).
+
+    **Returns:** the states, shape `(n_trials, time, n)`.
+
+    ```python
+    net = mfrnn.GaussianEnsemble(g=2.0).sample(500, key=jr.key(0))
+    xs = mfrnn.simulate_trials(net, jnp.linspace(0, 200, 401), 4, key=jr.key(1))
+    mfrnn.trial_summary(xs, discard=100)
+    ```
+    """
+    if not isinstance(network, AbstractRateNetwork):
+        raise ValueError(f"`network` must be an AbstractRateNetwork, got {type(network)}.")
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise ValueError(f"`n_trials` must be a positive integer, got {n_trials!r}.")
+    k_x0, k_noise = jr.split(key)
+    x0s = jr.normal(k_x0, (n_trials, network.n), network.bias.dtype)
+
+    def one(x0, k):
+        if noise_std is None:
+            return simulate(network, x0, ts).ys
+        return simulate(network, x0, ts, noise_std=noise_std, dt0=dt0, key=k).ys
+
+    return eqx.filter_vmap(one)(x0s, jr.split(k_noise, n_trials))

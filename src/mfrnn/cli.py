@@ -1,7 +1,6 @@
 """`mfrnn` command line. Parses arguments, calls the public API, writes files."""
 
 import argparse
-import dataclasses
 import functools as ft
 import json
 import pathlib
@@ -66,8 +65,7 @@ def _ensemble_from_args(args, mfrnn):
 
 
 def _simulate(args) -> dict:
-    jax = _jax_setup(args, args.x64)
-    import equinox as eqx
+    _jax_setup(args, args.x64)
     import jax.numpy as jnp
     import jax.random as jr
     import numpy as np
@@ -78,37 +76,25 @@ def _simulate(args) -> dict:
     if args.t1 <= args.discard:
         raise ValueError(f"`--t1` ({args.t1}) must exceed `--discard` ({args.discard}).")
     ensemble = _ensemble_from_args(args, mfrnn)
-    k_net, k_x0, k_noise = jr.split(jr.key(args.seed), 3)
+    k_net, k_trials = jr.split(jr.key(args.seed))
     network = ensemble.sample(args.n, key=k_net)
     ts = jnp.arange(0.0, args.t1 + 0.5 * args.save_dt, args.save_dt)
-    x0s = jr.normal(k_x0, (args.trials, args.n))
-    keys = jr.split(k_noise, args.trials)
     start = time.perf_counter()
-
-    def one(x0, key):
-        if args.noise_std is None:
-            return mfrnn.simulate(network, x0, ts).ys
-        return mfrnn.simulate(
-            network, x0, ts, noise_std=args.noise_std, dt0=args.dt, key=key
-        ).ys
-
-    xs = np.asarray(eqx.filter_vmap(one)(x0s, keys))
+    xs = mfrnn.simulate_trials(network, ts, args.trials, key=k_trials,
+                               noise_std=args.noise_std, dt0=args.dt)
+    xs = np.asarray(xs)
     elapsed = time.perf_counter() - start
     discard = int(np.searchsorted(np.asarray(ts), args.discard))
-    stats = [mfrnn.activity_summary(x, discard=discard) for x in xs]
-    summary = {key: float(np.mean([float(s[key]) for s in stats])) for key in stats[0]}
+    summary = {key: np.asarray(value).tolist() for key, value in
+               mfrnn.trial_summary(xs, discard=discard, network=network).items()}
     J = network.dense_matrix() if args.n <= 2000 else None
     summary.update(
         command="simulate", ensemble=args.ensemble, n=args.n, g=args.g, phi=args.phi,
         trials=args.trials, t1=args.t1, seconds=elapsed,
         spectral_radius=None if J is None else mfrnn.spectral_radius(network))
-    if isinstance(network, mfrnn.LowRankNetwork):
-        kappa = np.asarray(jax.vmap(jax.vmap(network.kappa))(jnp.asarray(xs)))
-        # Per trial: +kappa and -kappa branches would cancel in an average over trials.
-        summary["kappa"] = kappa[:, discard:].mean(axis=1).tolist()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "simulation.npz", ts=np.asarray(ts), xs=xs, x0=np.asarray(x0s),
+    np.savez_compressed(out / "simulation.npz", ts=np.asarray(ts), xs=xs, x0=xs[:, 0],
                         **({"J": np.asarray(J)} if J is not None else {}))
     fig = mfrnn.plotting.plot_activity(
         ts, xs[0], rates=np.asarray(network.phi(jnp.asarray(xs[0]))),
@@ -264,8 +250,8 @@ def _dmft(args) -> dict:
     import numpy as np
 
     ac = mfrnn.dmft_autocorrelation(ensemble, sol, throw=False)
-    tau_max = 6 * result["tau_half"] if result["regime"] == "chaotic" else 20.0
-    lags = np.linspace(0.0, tau_max, 400)
+    lags = np.asarray(ac.default_lags())
+    tau_max = float(lags[-1])
     cmp = None
     if args.simulate is not None:
         cmp = mfrnn.compare_dmft(ensemble, args.simulate, key=jax.random.key(args.seed),
@@ -745,8 +731,8 @@ def _add_train(sub) -> None:
     p.add_argument("--seeds", type=_positive_int, default=1, help="members trained at once")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--g", type=float, default=None,
-                   help="initial random gain (default: the task's initial_g, 0.9 but 1.5 for "
-                   "match_to_sample; 0 for low rank)")
+                   help="initial random gain (default: the task's initial_gain(rank): "
+                   "initial_g, 0.9 but 1.5 for match_to_sample; 0 for low rank)")
     p.add_argument("--phi", default="tanh")
     p.add_argument("--tau", type=float, default=100.0, help="time constant (ms)")
     p.add_argument("--steps", type=_positive_int, default=2000, help="maximum steps")
@@ -800,8 +786,9 @@ def _train(args) -> dict:
     import mfrnn
 
     task = mfrnn.make_task(args.task, **dict(args.task_arg))
-    g = args.g if args.g is not None else (0.0 if args.rank else task.initial_g)
-    spec = mfrnn.NetworkSpec(n=args.n, rank=args.rank, dale=args.dale, frac_e=args.frac_e,
+    g = args.g if args.g is not None else task.initial_gain(args.rank)
+    dale = None if args.dale is None else mfrnn.DaleConstraint(args.dale)
+    spec = mfrnn.NetworkSpec(n=args.n, rank=args.rank, dale=dale, frac_e=args.frac_e,
                              g=g, phi=args.phi, tau=args.tau)
     targets = (args.target_accuracy, args.target_loss)
     if targets == (None, None):
@@ -809,7 +796,7 @@ def _train(args) -> dict:
     train = tuple(args.train) if args.train else (("J", "W_in", "W_out", "bias"))
     config = mfrnn.TrainConfig(
         learning_rate=tuple(args.lr) if len(args.lr) > 1 else args.lr[0],
-        n_steps=args.steps, batch_size=args.batch, loss=args.loss, train=train,
+        n_steps=args.steps, batch_size=args.batch, loss=mfrnn.Loss(args.loss), train=train,
         grad_clip=args.grad_clip if args.grad_clip > 0 else None, l2_rates=args.l2_rates,
         l2_weights=args.l2_weights, noise_std=args.noise_std, solver=args.solver,
         target_accuracy=targets[0], target_loss=targets[1],
@@ -822,7 +809,7 @@ def _train(args) -> dict:
     resumed = checkpoint.exists()
     print(f"mfrnn train: {task.name}, {spec.n} units, {args.seeds * len(args.lr)} member(s)"
           + (f", resuming from {checkpoint}" if resumed else ""), file=sys.stderr, flush=True)
-    result = mfrnn.fit(task, spec, config, seed=args.seed, n_seeds=args.seeds,
+    result = mfrnn.fit(task, spec, config, key=jax.random.key(args.seed), n_seeds=args.seeds,
                        checkpoint=checkpoint, resume=True, progress=not args.no_progress)
     summary = _write_evaluation(mfrnn, result, out, trials=512, seed=args.seed + 1)
     folder = jax.config.jax_compilation_cache_dir
@@ -850,33 +837,21 @@ def _evaluate(args) -> dict:
 
 
 def _write_evaluation(mfrnn, result, out, *, trials, seed, prefix="") -> dict:
-    """Evaluate every member on fresh trials; plot the best one. Returns the summary."""
+    """Evaluate every member on fresh trials (`mfrnn.evaluate_run`); plot the best one.
+    Returns the summary."""
     import jax.random as jr
     import matplotlib.pyplot as plt
-    import numpy as np
 
     import mfrnn.plotting
 
-    task, config = result.task.held_out(), result.config
-    evaluations = [
-        mfrnn.evaluate(result.member(i), task, key=jr.key(seed), batch=trials,
-                       loss=config.loss, noise_std=config.noise_std)
-        for i in range(result.n_members)
-    ]
-    members = [
-        dict(member=i, learning_rate=result.learning_rates[i], accuracy=ev.accuracy,
-             loss=None if np.isnan(ev.loss) else ev.loss,
-             steps_to_criterion=result.steps_to_criterion[i], by_condition=ev.by_condition)
-        for i, ev in enumerate(evaluations)
-    ]
-    best = int(np.argmax([ev.accuracy for ev in evaluations]))
-    ev = evaluations[best]
+    run = mfrnn.evaluate_run(result, key=jr.key(seed), batch=trials)
+    task, best, curve = run.task, run.best, run.psychometric
+    ev = run.evaluations[best]
     figures = {
         "loss": mfrnn.plotting.plot_training(result.history, title=task.name),
         "trials": mfrnn.plotting.plot_trials(ev.u, ev.y, ev.mask, ev.z, dt=task.dt,
                                              title=f"{task.name}, member {best}"),
     }
-    curve = mfrnn.psychometric_curve(task, ev.info, ev.chose_plus)
     if curve is not None:
         figures["psychometric"] = mfrnn.plotting.plot_psychometric(
             curve.evidence, curve.fraction_plus, group_names=curve.group_names,
@@ -884,12 +859,7 @@ def _write_evaluation(mfrnn, result, out, *, trials, seed, prefix="") -> dict:
     for name, fig in figures.items():
         fig.savefig(out / f"{prefix}{name}.png", dpi=110)
     plt.close("all")
-    return dict(
-        task=task.spec(), network=dataclasses.asdict(result.spec), step=result.step,
-        seconds=result.seconds, compile_seconds=result.compile_seconds,
-        history=result.history, best_member=best, accuracy=members[best]["accuracy"],
-        members=members, plots=[str(out / f"{prefix}{name}.png") for name in figures],
-    )
+    return dict(run.summary(), plots=[str(out / f"{prefix}{name}.png") for name in figures])
 
 
 def _add_analyze(sub) -> None:

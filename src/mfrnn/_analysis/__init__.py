@@ -16,6 +16,7 @@ from .dynamics import (
     lyapunov_exponents as lyapunov_exponents,
     LyapunovEstimate as LyapunovEstimate,
 )
+from .evaluation import evaluate_run as evaluate_run, RunEvaluation as RunEvaluation
 from .fixed_points import (
     Continuation as Continuation,
     continue_fixed_point as continue_fixed_point,
@@ -54,4 +55,7 @@ from .spectra import (
     low_rank_outliers as low_rank_outliers,
     rajan_abbott_radius as rajan_abbott_radius,
 )
-from .statistics import activity_summary as activity_summary
+from .statistics import (
+    activity_summary as activity_summary,
+    trial_summary as trial_summary,
+)

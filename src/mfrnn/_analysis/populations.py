@@ -20,6 +20,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 from .._ensembles import LowRankEnsemble, MixtureEnsemble
 from .._networks import AbstractRateNetwork, LowRankNetwork
 from .._nonlinearities import AbstractNonlinearity
+from .._options import Loss, LossLike, option
 from .._simulate import simulate_euler
 from .._solution import RESULTS, summary_repr
 from .._tasks import AbstractTask
@@ -272,7 +273,7 @@ def population_analysis(
     n_resamples: int = 5,
     n: int | None = None,
     batch: int = 256,
-    loss: str = "mse",
+    loss: LossLike = Loss.mse,
     noise_std: float = 0.0,
     n_init: int = 8,
 ) -> PopulationAnalysis:
@@ -280,7 +281,8 @@ def population_analysis(
     resample `n_resamples` networks of `n` units (default: the network's size) from each,
     and score them on `task` with [`mfrnn.evaluate`][] on the same trials as the trained
     network. If one population keeps the accuracy, the computation is explained by a
-    single Gaussian of loadings (Dubreuil et al. 2022).
+    single Gaussian of loadings (Dubreuil et al. 2022). `loss` (a [`mfrnn.Loss`][]) and
+    `noise_std` are the training run's (`TrainConfig.loss`, `TrainConfig.noise_std`).
 
     ```python
     pa = mfrnn.population_analysis(net, task, max_populations=3, key=jr.key(0))
@@ -290,6 +292,7 @@ def population_analysis(
     from .._training import evaluate  # the scoring the training uses
 
     _check_trained_low_rank(network)
+    loss = option(Loss, loss, "loss")
     if not isinstance(task, AbstractTask):
         raise ValueError(f"`task` must be an AbstractTask, got {type(task).__name__}.")
     if not isinstance(max_populations, int) or max_populations < 1:

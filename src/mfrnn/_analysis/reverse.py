@@ -83,7 +83,7 @@ class RunAnalysis:
 
 def initial_member(result: TrainResult, member: int = 0) -> AbstractRateNetwork:
     """Member `member` of a run as `fit` initialised it (before any step)."""
-    models, *_ = init_members(result.task, result.spec, result.config, result.seed,
+    models, *_ = init_members(result.task, result.spec, result.config, result.key,
                               result.n_seeds)
     return jtu.tree_map(lambda x: x[member] if hasattr(x, "shape") else x, models)
 

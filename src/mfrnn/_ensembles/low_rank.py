@@ -146,10 +146,10 @@ class LowRankEnsemble(AbstractEnsemble):
             raise ValueError("`sample` needs an unbatched ensemble; vmap over a batched one.")
         k_load, k_rand = jr.split(key)
         loads = gaussian_loadings(self.mean, self.cov, n, k_load)
-        return _network_from_loadings(self, loads, k_rand)
+        return network_from_loadings(self, loads, k_rand)
 
 
-def _network_from_loadings(ens, loads, key) -> LowRankNetwork:
+def network_from_loadings(ens, loads, key) -> LowRankNetwork:
     """Shared by the low-rank and mixture ensembles."""
     idx = loading_index(ens.rank, ens.n_inputs)
     n = loads.shape[0]

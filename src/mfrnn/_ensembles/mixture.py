@@ -16,7 +16,7 @@ from .base import (
     check_size,
     gaussian_loadings,
 )
-from .low_rank import _network_from_loadings, loading_index
+from .low_rank import network_from_loadings, loading_index
 
 
 class MixtureEnsemble(AbstractEnsemble):
@@ -189,7 +189,7 @@ class MixtureEnsemble(AbstractEnsemble):
             ],
             axis=0,
         )
-        return _network_from_loadings(self, loads, k_rand)
+        return network_from_loadings(self, loads, k_rand)
 
 
 def _batch_shape(*arrays) -> tuple[int, ...]:

@@ -13,10 +13,8 @@ from .._custom_types import ArrayOrSequence
 from .._misc import check_finite, check_positive, is_concrete
 from .._networks import DenseNetwork, RandomModeNetwork
 from .._nonlinearities import AbstractNonlinearity, Tanh
+from .._options import ModeSpectrum, ModeSpectrumLike, option
 from .base import AbstractEnsemble, check_phi, check_size, random_part
-
-
-SPECTRA = ("exponential", "flat", "power_law", "low_rank_cut", "array")
 
 
 def _exp_residual(beta, pr_d):
@@ -60,7 +58,7 @@ def power_law_exponent(pr_d: ArrayLike) -> Array:
     return root * (1.0 - root) / (2.0 * p)
 
 
-def _continuum_moments(spectrum: str, shape):
+def _continuum_moments(spectrum: ModeSpectrum, shape):
     """(<D^2>, <D^4>) of the unit-scale spectrum shape over s in (0, 1]."""
     if spectrum == "exponential":
         beta = jnp.maximum(shape, 1e-8)
@@ -80,18 +78,19 @@ class RandomModeEnsemble(AbstractEnsemble):
     Parameterised as users think of it: by the effective gain `g` (`g^2 = alpha <D^2> =
     N Var J_ij`) and the effective rank `alpha PR_D`, `PR_D = <D^2>^2 / <D^4>`
     (`effective_rank=None` or inf: the iid limit, J_ij ~ N(0, g^2 / N)). The spectrum
-    shape only matters for sampling; the theory depends on (g, effective rank):
+    shape, a [`mfrnn.ModeSpectrum`][], only matters for sampling; the theory depends on
+    (g, effective rank):
 
-    - "exponential" (default): `D_a ∝ exp(-beta a / M)`, `PR_D = tanh(beta) / beta`;
-      alpha = 1 below effective rank 1, equal D_a and alpha = effective rank above
-      (the paper's simulations).
-    - "flat": equal D_a, alpha = effective rank.
-    - "power_law": `D_a ∝ (a / M)^-p`, `PR_D = (1 - 4p) / (1 - 2p)^2` (p < 1/4), alpha as
-      for "exponential".
-    - "low_rank_cut": alpha = 1, D_a constant for `a / N <= PR_D` and 0 beyond (the
-      zero modes are dropped when sampling).
-    - any array of D_a: [`mfrnn.RandomModeEnsemble.from_spectrum`][], optionally with
-      input/output overlaps rho_a.
+    - `ModeSpectrum.exponential` (default): `D_a ∝ exp(-beta a / M)`,
+      `PR_D = tanh(beta) / beta`; alpha = 1 below effective rank 1, equal D_a and
+      alpha = effective rank above (the paper's simulations).
+    - `ModeSpectrum.flat`: equal D_a, alpha = effective rank.
+    - `ModeSpectrum.power_law`: `D_a ∝ (a / M)^-p`, `PR_D = (1 - 4p) / (1 - 2p)^2`
+      (p < 1/4), alpha as for the exponential.
+    - `ModeSpectrum.low_rank_cut`: alpha = 1, D_a constant for `a / N <= PR_D` and 0
+      beyond (the zero modes are dropped when sampling).
+    - `ModeSpectrum.array`, any array of D_a: [`mfrnn.RandomModeEnsemble.from_spectrum`][],
+      optionally with input/output overlaps rho_a.
 
     Fields are arrays (vmap over grids, differentiate); `alpha` may be given to
     override the default (then `PR_D = effective_rank / alpha <= 1`).
@@ -120,25 +119,27 @@ class RandomModeEnsemble(AbstractEnsemble):
     overlaps: Float[Array, " modes"] | None
     phi: AbstractNonlinearity
     tau: Float[Array, ""]
-    spectrum: str = eqx.field(static=True)
+    spectrum: ModeSpectrum = eqx.field(static=True)
 
     def __init__(
         self,
         g: ArrayLike,
         effective_rank: ArrayLike | None = None,
         *,
-        spectrum: str = "exponential",
+        # Any string, checked below: an unknown name is a ValueError naming `spectrum`
+        # (tests/test_random_mode.py) rather than a failed type check.
+        spectrum: ModeSpectrum | str = ModeSpectrum.exponential,
         alpha: ArrayLike | None = None,
         phi: AbstractNonlinearity = Tanh(),
         tau: ArrayLike = 1.0,
         values: ArrayLike | None = None,
         overlaps: ArrayLike | None = None,
     ):
-        if spectrum not in SPECTRA:
-            raise ValueError(f"`spectrum` must be one of {SPECTRA}, got {spectrum!r}.")
+        spectrum = option(ModeSpectrum, spectrum, "spectrum")
         if spectrum == "array" and values is None:
             raise ValueError(
-                "`spectrum='array'` needs `values`: use RandomModeEnsemble.from_spectrum(D)."
+                "`spectrum=ModeSpectrum.array` needs `values`: use "
+                "RandomModeEnsemble.from_spectrum(D)."
             )
         if spectrum != "array" and (values is not None or overlaps is not None):
             raise ValueError(
@@ -215,7 +216,7 @@ class RandomModeEnsemble(AbstractEnsemble):
         m2, m4 = jnp.mean(d**2), jnp.mean(d**4)
         alpha = jnp.asarray(alpha, d.dtype)
         return cls(
-            jnp.sqrt(alpha * m2), alpha * m2**2 / m4, spectrum="array", alpha=alpha,
+            jnp.sqrt(alpha * m2), alpha * m2**2 / m4, spectrum=ModeSpectrum.array, alpha=alpha,
             phi=phi, tau=tau, values=d, overlaps=rho,
         )
 
@@ -226,16 +227,18 @@ class RandomModeEnsemble(AbstractEnsemble):
         shape: ArrayLike,
         scale: ArrayLike,
         *,
-        spectrum: str = "exponential",
+        spectrum: ModeSpectrumLike = ModeSpectrum.exponential,
         phi: AbstractNonlinearity = Tanh(),
         tau: ArrayLike = 1.0,
     ) -> "RandomModeEnsemble":
         """The inverse of [`mfrnn.RandomModeEnsemble.mode_parameters`][]: from alpha, the
         shape parameter (exponential beta or power-law p) and the scale of `D(s) = scale
         exp(-beta s)` / `scale s^-p`, s = a / M in (0, 1]."""
-        if spectrum not in ("exponential", "power_law", "flat"):
+        spectrum = option(ModeSpectrum, spectrum, "spectrum")
+        if spectrum not in (ModeSpectrum.exponential, ModeSpectrum.power_law, ModeSpectrum.flat):
             raise ValueError(
-                f"`spectrum` must be 'exponential', 'power_law' or 'flat', got {spectrum!r}."
+                "`spectrum` must be ModeSpectrum.exponential, .power_law or .flat, got "
+                f"{spectrum!r}."
             )
         dtype = jnp.result_type(float)
         alpha, shape, scale = (jnp.asarray(x, dtype) for x in (alpha, shape, scale))

@@ -62,7 +62,8 @@ class AbstractTask(eqx.Module):
 
     - `target_loss` / `target_accuracy`: the published stopping criterion (one of them
       is set; docs/guide/tasks.md, "Training criteria"), as `TrainConfig` takes it.
-    - `initial_g`: initial random gain of a dense network trained on the task.
+    - `initial_g`: initial random gain of a dense network trained on the task
+      (`initial_gain(rank)` gives the default `NetworkSpec.g` for any network).
     - `evidence`: `(info key, axis label)` of the signed evidence of a decision task,
       the x axis of its psychometric curve (None: no curve);
       `evidence_groups`: `(info key, curve names)` splitting trials into curves (the
@@ -146,6 +147,21 @@ class AbstractTask(eqx.Module):
         generator draws fresh trials on every call, so this is the task itself; a
         fixed pool of trials ([`mfrnn.NeurogymTask`][]) returns another pool."""
         return self
+
+    def initial_gain(self, rank: int | None = None) -> float:
+        """The default initial random gain `g` (`NetworkSpec.g`) of a network trained on
+        this task: `initial_g` for a dense network (`rank` None); 0 for a low-rank one,
+        whose structure `m n^T / N` is trained alone (a `g` > 0 adds a frozen random part
+        to it).
+
+        ```python
+        task = mfrnn.make_task("match_to_sample")
+        spec = mfrnn.NetworkSpec(n=128, rank=2, g=task.initial_gain(rank=2))  # g = 0
+        ```
+        """
+        if rank is not None and (not isinstance(rank, int) or rank < 1):
+            raise ValueError(f"`rank` must be None or a positive integer, got {rank!r}.")
+        return self.initial_g if rank is None else 0.0
 
     def time_ms(self) -> Float[Array, " time"]:
         return self.dt * (jnp.arange(self.n_steps) + 1.0)

@@ -74,6 +74,25 @@ class Autocorrelation(eqx.Module):
 
         return vmap_batch(single, jnp.ndim(self.delta0))(self)
 
+    def default_lags(
+        self, n: int = 400, *, half_lives: float = 6.0, flat: float = 20.0
+    ) -> Float[Array, "*batch n"]:
+        """`n` lags from 0 that show the decay of Delta(tau) (the lags of `mfrnn dmft
+        --plot`): up to `half_lives` times `tau_half` in the chaotic regime (by then
+        `Delta - Delta_inf` is a few percent of its range); up to `flat` elsewhere
+        (Delta is constant) and where `tau_half` is not finite. Shape `batch + (n,)`.
+
+        ```python
+        ac = mfrnn.dmft_autocorrelation(mfrnn.GaussianEnsemble(2.0))
+        lags = ac.default_lags()
+        plt.plot(lags, ac(lags))
+        ```
+        """
+        decays = self.chaotic & jnp.isfinite(self.tau_half)
+        safe = jnp.where(decays, self.tau_half, 1.0)
+        longest = jnp.where(decays, half_lives * safe, flat)
+        return longest[..., None] * jnp.linspace(0.0, 1.0, n, dtype=longest.dtype)
+
 
 # Mehler's series [f](rho) = sum_n c_n^2 rho^n (rho = Delta / Delta0) converges like
 # rho^n: it gives the two-point averages at every node with rho <= _MEHLER_RHO from one

@@ -1,4 +1,4 @@
-"""The checkpoint file: a JSON header (specs, config, seed, history) and the arrays as
+"""The checkpoint file: a JSON header (specs, config, key, history) and the arrays as
 equinox serialised leaves; read back without pickled code, and checked before a run
 resumes from it."""
 
@@ -10,6 +10,8 @@ import pathlib
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
 
 from .._tasks import task_from_spec
 from .config import init_members, NetworkSpec, TrainConfig
@@ -20,7 +22,7 @@ _MAGIC = b"MFRNN-CHECKPOINT-1\n"
 
 
 def save_checkpoint(path: str | os.PathLike, result: TrainResult) -> None:
-    """One file: a JSON header (task spec, network spec, config, seed, step, history)
+    """One file: a JSON header (task spec, network spec, config, key, step, history)
     followed by the arrays (networks, optimiser states, done flags) as equinox
     serialised leaves. Written to a temporary file and renamed, so a kill mid-write
     leaves the previous checkpoint intact.
@@ -33,11 +35,12 @@ def save_checkpoint(path: str | os.PathLike, result: TrainResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = dict(
         format=1, task=result.task.spec(), spec=dataclasses.asdict(result.spec),
-        config=dataclasses.asdict(result.config), seed=result.seed, n_seeds=result.n_seeds,
+        config=dataclasses.asdict(result.config), n_seeds=result.n_seeds,
         step=result.step, history=result.history, steps_to_criterion=result.steps_to_criterion,
         seconds=result.seconds, compile_seconds=result.compile_seconds,
         x64=bool(jax.config.jax_enable_x64),
     )
+    header["key"] = _key_header(result.key)
     blob = json.dumps(header).encode()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -48,6 +51,24 @@ def save_checkpoint(path: str | os.PathLike, result: TrainResult) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _key_header(key) -> dict:
+    """A PRNG key as JSON: its implementation and its data."""
+    return dict(impl=str(jr.key_impl(key)), data=np.asarray(jr.key_data(key)).tolist())
+
+
+def _header_key(header: dict):
+    """The run's key from a checkpoint header (older files store an integer seed)."""
+    if "key" not in header:
+        return jr.key(header["seed"])
+    data = np.asarray(header["key"]["data"], np.uint32)
+    return jr.wrap_key_data(data, impl=header["key"]["impl"])
+
+
+def _same_key(a, b) -> bool:
+    return (str(jr.key_impl(a)) == str(jr.key_impl(b))
+            and np.array_equal(np.asarray(jr.key_data(a)), np.asarray(jr.key_data(b))))
 
 
 def _tupled(d: dict, keys) -> dict:
@@ -73,9 +94,8 @@ def load_checkpoint(path: str | os.PathLike) -> TrainResult:
         task = task_from_spec(header["task"])
         spec = NetworkSpec(**header["spec"])
         config = TrainConfig(**_tupled(header["config"], ("learning_rate", "train")))
-        models, opt_states, _, _, _ = init_members(
-            task, spec, config, header["seed"], header["n_seeds"]
-        )
+        key = _header_key(header)
+        models, opt_states, _, _, _ = init_members(task, spec, config, key, header["n_seeds"])
         n_members = header["n_seeds"] * len(config.learning_rates)
         try:
             models, opt_states, done = eqx.tree_deserialise_leaves(
@@ -84,7 +104,7 @@ def load_checkpoint(path: str | os.PathLike) -> TrainResult:
         except Exception as e:
             raise ValueError(f"Checkpoint {str(path)!r} does not match its header: {e}") from e
     result = TrainResult(
-        task=task, spec=spec, config=config, seed=header["seed"], n_seeds=header["n_seeds"],
+        task=task, spec=spec, config=config, key=key, n_seeds=header["n_seeds"],
         models=models, opt_states=opt_states, done=done, step=header["step"],
         history=header["history"], steps_to_criterion=header["steps_to_criterion"],
         seconds=header["seconds"], compile_seconds=header["compile_seconds"],
@@ -93,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike) -> TrainResult:
     return result
 
 
-def check_same_run(result, task, spec, config, seed, n_seeds):
+def check_same_run(result, task, spec, config, key, n_seeds):
     """Resuming is only meaningful for the same task, network and settings (the step
     count may grow)."""
     mismatches = []
@@ -103,8 +123,8 @@ def check_same_run(result, task, spec, config, seed, n_seeds):
         mismatches.append("network spec")
     if dataclasses.replace(result.config, n_steps=config.n_steps) != config:
         mismatches.append("training config")
-    if (result.seed, result.n_seeds) != (seed, n_seeds):
-        mismatches.append("seed / n_seeds")
+    if not _same_key(result.key, key) or result.n_seeds != n_seeds:
+        mismatches.append("key / n_seeds")
     if result.x64 != bool(jax.config.jax_enable_x64):
         # Trials are drawn in the default float dtype: another x64 setting, other data.
         mismatches.append("jax_enable_x64 setting")

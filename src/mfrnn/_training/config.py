@@ -16,7 +16,15 @@ from jaxtyping import PRNGKeyArray
 
 from .._networks import AbstractRateNetwork, DaleNetwork, DenseNetwork, LowRankNetwork
 from .._nonlinearities import nonlinearity
-from .._programs import compiled
+from .._options import (
+    DaleConstraint,
+    DaleConstraintLike,
+    Loss,
+    LossLike,
+    option,
+    TrialSolver,
+    TrialSolverLike,
+)
 from .._tasks import AbstractTask
 
 
@@ -33,7 +41,7 @@ class NetworkSpec:
 
     n: int = 128
     rank: int | None = None
-    dale: str | None = None
+    dale: DaleConstraintLike | None = None
     frac_e: float = 0.8
     g: float = 0.9
     phi: str = "tanh"
@@ -44,8 +52,8 @@ class NetworkSpec:
             raise ValueError(f"`n` must be a positive integer, got {self.n!r}.")
         if self.rank is not None and (not isinstance(self.rank, int) or not 1 <= self.rank <= self.n):
             raise ValueError(f"`rank` must be None or an integer in [1, n], got {self.rank!r}.")
-        if self.dale not in (None, "sign", "projection"):
-            raise ValueError(f"`dale` must be None, 'sign' or 'projection', got {self.dale!r}.")
+        if self.dale is not None:
+            object.__setattr__(self, "dale", option(DaleConstraint, self.dale, "dale"))
         if self.dale is not None and self.rank is not None:
             raise ValueError("Dale's law is for dense networks; give `rank` or `dale`, not both.")
         if not 0 < self.frac_e < 1:
@@ -57,9 +65,8 @@ class NetworkSpec:
         nonlinearity(self.phi)
 
 
-# `TrainConfig.solver` names (JSON, as the command line's `--solver` and checkpoints
-# store them) and the `run_trials` solver each stands for.
-_SOLVERS = {"euler": None, "diffrax": dfx.Euler()}
+# The `run_trials` solver each `TrainConfig.solver` stands for.
+_SOLVERS = {TrialSolver.euler: None, TrialSolver.diffrax: dfx.Euler()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +81,8 @@ class TrainConfig:
     - `grad_clip`: global-norm clipping (None: off). `l2_rates`, `l2_weights`: penalties
       on mean squared rates and mean squared trained weights.
     - `noise_std`: recurrent noise (stationary std of an uncoupled unit).
-    - `solver`: the forward pass of [`mfrnn.run_trials`][], by name (a name, not an
-      object, so that the config stays JSON): "euler" is `solver=None` (Euler by
-      `lax.scan` with a hand-written adjoint), "diffrax" is `solver=diffrax.Euler()`
-      (the same numbers through `diffeqsolve` with a checkpointed adjoint).
+    - `solver`: the forward pass of [`mfrnn.run_trials`][], a [`mfrnn.TrialSolver`][]
+      (a name, not a solver object, so that the config stays JSON).
     - `target_accuracy` / `target_loss`: a member stops (is frozen) once its
       evaluation batch reaches either; training stops when every member has.
     """
@@ -85,13 +90,13 @@ class TrainConfig:
     learning_rate: float | tuple[float, ...] = 1e-3
     n_steps: int = 1000
     batch_size: int = 64
-    loss: str = "mse"
+    loss: LossLike = Loss.mse
     train: tuple[str, ...] = ("J", "W_in", "W_out", "bias")
     grad_clip: float | None = 1.0
     l2_rates: float = 0.0
     l2_weights: float = 0.0
     noise_std: float = 0.0
-    solver: str = "euler"
+    solver: TrialSolverLike = TrialSolver.euler
     target_accuracy: float | None = None
     target_loss: float | None = None
     eval_every: int = 50
@@ -110,13 +115,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if self.loss not in ("mse", "xent"):
-            raise ValueError(f"`loss` must be 'mse' or 'xent', got {self.loss!r}.")
+        object.__setattr__(self, "loss", option(Loss, self.loss, "loss"))
         unknown = set(self.train) - {"J", "m", "n", "W_in", "W_out", "bias"}
         if unknown or not self.train:
             raise ValueError(f"`train` must name some of J, m, n, W_in, W_out, bias; got {self.train!r}.")
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"`solver` must be 'euler' or 'diffrax', got {self.solver!r}.")
+        object.__setattr__(self, "solver", option(TrialSolver, self.solver, "solver"))
         for name in ("l2_rates", "l2_weights", "noise_std"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be non-negative, got {getattr(self, name)}.")
@@ -136,7 +139,7 @@ class TrainConfig:
         return _SOLVERS[self.solver]
 
 
-def n_readout(task: AbstractTask, loss: str) -> int:
+def n_readout(task: AbstractTask, loss: LossLike) -> int:
     """Readout units: the task's outputs, or its classes' logits for `loss`='xent'."""
     if loss == "xent":
         if task.n_classes is None:
@@ -146,7 +149,7 @@ def n_readout(task: AbstractTask, loss: str) -> int:
 
 
 def init_network(
-    task: AbstractTask, spec: NetworkSpec, *, key: PRNGKeyArray, loss: str = "mse",
+    task: AbstractTask, spec: NetworkSpec, *, key: PRNGKeyArray, loss: LossLike = Loss.mse,
     dtype=jnp.float32,
 ) -> AbstractRateNetwork:
     """An untrained network for `task` as `spec` describes: W_in ~ N(0, 1), W_out ~
@@ -234,13 +237,12 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), adam)
 
 
-def start(task, spec, config, seed, n_seeds, filter_spec):
+def start(task, spec, config, key, n_seeds, filter_spec):
     """Initial members, optimiser states and member keys (a compiled program of `fit`:
     compiled at LLVM -O1, which keeps the networks bit-identical to `init_network`'s)."""
     lrs = config.learning_rates
     dtype = jnp.dtype(config.dtype)
-    # fold_in, not split: member i's stream does not depend on how many members run.
-    keys = jax.vmap(lambda i: jr.fold_in(jr.key(seed), i))(jnp.arange(n_seeds * len(lrs)))
+    keys = member_keys(key, n_seeds * len(lrs))
     init_keys = jax.vmap(lambda k: jr.fold_in(k, -1 % 2**31))(keys)
     models = eqx.filter_vmap(
         lambda k: init_network(task, spec, key=k, loss=config.loss, dtype=dtype)
@@ -253,11 +255,38 @@ def start(task, spec, config, seed, n_seeds, filter_spec):
     return models, opt_states, keys
 
 
-def init_members(task, spec, config, seed, n_seeds):
+def check_key(key, n_members: int) -> jax.Array:
+    """A run's `key` as typed PRNG keys (raw `PRNGKey`s are wrapped): one key, or one per
+    member (shape `(n_members,)`)."""
+    if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.ndim in (1, 2):
+        key = jr.wrap_key_data(key)
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape in ((), (n_members,)):
+            return key
+        raise ValueError(
+            f"`key` must be one PRNG key or one per member ({n_members}: `n_seeds` x the "
+            f"learning rates), got keys of shape {key.shape}."
+        )
+    raise ValueError(f"`key` must be a PRNG key, `jax.random.key(seed)`; got {key!r}.")
+
+
+def member_keys(key, n_members: int) -> jax.Array:
+    """Member i's key: `fold_in(key, i)`, or `key[i]` given one key per member. fold_in,
+    not split: member i's stream does not depend on how many members run."""
+    if key.ndim == 1:
+        return key
+    return jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(n_members))
+
+
+def init_members(task, spec, config, key, n_seeds):
     """Stacked initial networks (one per member), their optimiser states and keys,
     the trainable filter and the optimiser."""
+    from .programs import run_programs  # (which imports this module)
+
     check_dtype(config)
     trainable = filter_spec(task, spec, config)
-    args = (task, spec, config, jnp.asarray(seed), n_seeds, trainable)
-    models, opt_states, keys = compiled(start, *args, opt_level=1)(*args)
+    key = check_key(key, n_seeds * len(config.learning_rates))
+    args = (task, spec, config, key, n_seeds, trainable)
+    program = run_programs(*args, names=("start",))["start"]  # the program `fit` runs
+    models, opt_states, keys = program(*args)
     return models, opt_states, keys, trainable, make_optimizer(config)

@@ -9,6 +9,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from .._networks import AbstractRateNetwork
+from .._options import Loss, LossLike, option
 from .._tasks import AbstractTask
 from .config import n_readout
 from .step import outputs
@@ -52,7 +53,7 @@ def evaluate(
     *,
     key: PRNGKeyArray,
     batch: int = 512,
-    loss: str = "mse",
+    loss: LossLike = Loss.mse,
     noise_std: float = 0.0,
 ) -> Evaluation:
     """Score `model` on `batch` fresh trials of `task`, overall and per condition.
@@ -62,8 +63,7 @@ def evaluate(
     ev.accuracy, ev.by_condition
     ```
     """
-    if loss not in ("mse", "xent"):
-        raise ValueError(f"`loss` must be 'mse' or 'xent', got {loss!r}.")
+    loss = option(Loss, loss, "loss")
     if model.W_out is None or model.W_out.shape[1] != n_readout(task, loss):
         raise ValueError(
             f"The network's readout does not match task {task.name!r} with loss {loss!r}."

@@ -10,25 +10,24 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Key, PRNGKeyArray
 
-from .._compilation_cache import compilation_cache_scope
-from .._programs import compiled, output_shapes
 from .._tasks import AbstractTask
 from .checkpoints import check_same_run, load_checkpoint, save_checkpoint
 from .config import (
     check_dtype,
+    check_key,
     filter_spec,
     make_optimizer,
     NetworkSpec,
-    start,
     TrainConfig,
 )
+from .programs import run_programs
 from .result import TrainResult
-from .step import chunk_steps, evaluation_batch, sample_batches, train_steps
+from .step import chunk_steps
 
 
 class _Progress:
@@ -61,7 +60,7 @@ def fit(
     spec: NetworkSpec = NetworkSpec(),
     config: TrainConfig = TrainConfig(),
     *,
-    seed: int = 0,
+    key: PRNGKeyArray | Key[Array, " members"],
     n_seeds: int = 1,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
@@ -74,7 +73,11 @@ def fit(
 
     - `task`: an [`mfrnn.AbstractTask`][]; `spec`: a [`mfrnn.NetworkSpec`][];
       `config`: a [`mfrnn.TrainConfig`][].
-    - `seed`: seeds every member's initialisation and data stream.
+    - `key`: a PRNG key (`jax.random.key(seed)`): member i initialises and draws its
+      batches from `fold_in(key, i)`, the evaluation batch from `fold_in(key, 2**31 - 1)`;
+      the checkpoint stores it. Or one key per member (shape `(n_seeds *
+      len(learning_rate),)`): member i uses `key[i]` (and the evaluation batch
+      `key[0]`'s), so a member of a run can be trained alone, and vice versa.
     - `checkpoint`: file written every `config.checkpoint_every` steps and at the
       end (atomically); with `resume=True` an existing file is loaded and training
       continues from its step, giving the same parameters as an uninterrupted run.
@@ -85,9 +88,10 @@ def fit(
 
     Training runs as four compiled programs (initialisation, evaluation batch, training
     batches, and the training steps with the evaluation that decides the criterion),
-    compiled at once. They are kept in JAX's persistent compilation cache
-    (`mfrnn.default_compilation_cache_dir()`), so a second run of the same training
-    skips compilation; JAX's configuration is restored afterwards. Set
+    compiled at once. They are kept in memory for the process and in the persistent
+    compilation cache (`mfrnn.default_compilation_cache_dir()`), so a second run of the
+    same training (a task of mfrnn's, the same settings) reads them back without
+    tracing or compiling; JAX's configuration is restored afterwards. Set
     `$MFRNN_NO_COMPILATION_CACHE=1` to keep the cache off, `$MFRNN_COMPILATION_CACHE_DIR`
     to move it; a configured `jax_compilation_cache_dir` is used as it is. A cached
     program is the same program: the parameters are bit-identical.
@@ -96,7 +100,8 @@ def fit(
 
     ```python
     task = mfrnn.make_task("flipflop3")
-    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=64), mfrnn.TrainConfig(n_steps=2000))
+    result = mfrnn.fit(task, mfrnn.NetworkSpec(n=64), mfrnn.TrainConfig(n_steps=2000),
+                       key=jr.key(0))
     net = result.member(0)
     ```
     """
@@ -108,7 +113,7 @@ def fit(
                    int(np.sum(np.asarray(result.done))))
         return callback is not None and callback(result) is True
 
-    result = _run(task, spec, config, seed, n_seeds, checkpoint, resume,
+    result = _run(task, spec, config, key, n_seeds, checkpoint, resume,
                   on_evaluation=on_evaluation, on_start=lambda r: bar.restart(r.step))
     bar.close()
     return result
@@ -118,7 +123,7 @@ def _int(value) -> np.ndarray:
     return np.asarray(value, np.int32)
 
 
-def _run(task, spec, config, seed, n_seeds, checkpoint, resume, *, on_evaluation, on_start):
+def _run(task, spec, config, key, n_seeds, checkpoint, resume, *, on_evaluation, on_start):
     """The training loop of `fit`. `on_start(result)` is called once the programs are
     compiled; `on_evaluation(result)` after every evaluation; it returns True to stop
     training there."""
@@ -126,37 +131,25 @@ def _run(task, spec, config, seed, n_seeds, checkpoint, resume, *, on_evaluation
         raise ValueError(f"`task` must be an AbstractTask, got {type(task)}.")
     if not isinstance(n_seeds, int) or n_seeds < 1:
         raise ValueError(f"`n_seeds` must be a positive integer, got {n_seeds!r}.")
+    n_members = n_seeds * len(config.learning_rates)
+    key = check_key(key, n_members)
     check_dtype(config)
     t_start = time.perf_counter()
     trainable = filter_spec(task, spec, config)
     optim = make_optimizer(config)
-    n_members = n_seeds * len(config.learning_rates)
     n_chunk = chunk_steps(task, config, n_members)
-    seed_array = jnp.asarray(seed)
-    start_args = (task, spec, config, seed_array, n_seeds, trainable)
-    eval_args = (seed_array, task, config)
-    # The programs compile at once (XLA releases the GIL), from their arguments' shapes.
-    models, opt_states, keys = output_shapes(start, *start_args)
-    eval_key, eval_batch = output_shapes(evaluation_batch, *eval_args)
-    data = output_shapes(sample_batches, keys, _int(0), task, config, n_chunk)
-    train_args = (models, opt_states, np.zeros(n_members, bool), keys, _int(0), _int(0), data,
-                  eval_key, eval_batch, np.asarray(False), task, config, trainable, optim)
-    with compilation_cache_scope(), ThreadPoolExecutor(3) as pool:
-        train = pool.submit(compiled, train_steps, *train_args)
-        sample = pool.submit(compiled, sample_batches, keys, _int(0), task, config, n_chunk,
-                             opt_level=0)
-        evaluation = pool.submit(compiled, evaluation_batch, *eval_args, opt_level=0)
-        models, opt_states, keys = compiled(start, *start_args, opt_level=1)(*start_args)
-        eval_key, eval_batch = evaluation.result()(*eval_args)
-        train, sample = train.result(), sample.result()
+    programs = run_programs(task, spec, config, key, n_seeds, trainable, optim, n_chunk)
+    train, sample = programs["train"], programs["sample"]
+    models, opt_states, keys = programs["start"](task, spec, config, key, n_seeds, trainable)
+    eval_key, eval_batch = programs["evaluation"](key, task, config)
     compile_seconds = time.perf_counter() - t_start
 
     if resume and checkpoint is not None and pathlib.Path(checkpoint).exists():
         result = load_checkpoint(checkpoint)
-        check_same_run(result, task, spec, config, seed, n_seeds)
+        check_same_run(result, task, spec, config, key, n_seeds)
     else:
         result = TrainResult(
-            task=task, spec=spec, config=config, seed=seed, n_seeds=n_seeds, models=models,
+            task=task, spec=spec, config=config, key=key, n_seeds=n_seeds, models=models,
             opt_states=opt_states, done=jnp.asarray(np.zeros(n_members, bool)), step=0,
             history=dict(step=[], loss=[], accuracy=[], train_loss=[]),
             steps_to_criterion=[None] * n_members,

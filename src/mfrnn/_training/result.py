@@ -15,9 +15,10 @@ from .config import NetworkSpec, TrainConfig
 
 @dataclasses.dataclass
 class TrainResult:
-    """What `fit` returns. `models`: the members stacked along axis 0 (`member(i)`
-    gives one network); `history`: per evaluation `step`, `loss` and `accuracy`
-    (lists over members) and `train_loss`; `steps_to_criterion[i]`: the step at which
+    """What `fit` returns. `key`: the run's PRNG key (or keys, one per member);
+    `models`: the members stacked along axis 0 (`member(i)` gives one network);
+    `history`: per evaluation `step`, `loss` and `accuracy` (lists over members) and
+    `train_loss`; `steps_to_criterion[i]`: the step at which
     member i reached the target (None if it did not); `eval_correct`: per member and
     evaluation trial, whether the trial was correct at the last evaluation (NumPy;
     None before the first one and after `load_checkpoint`: it is not stored)."""
@@ -25,7 +26,7 @@ class TrainResult:
     task: AbstractTask
     spec: NetworkSpec
     config: TrainConfig
-    seed: int
+    key: Any
     n_seeds: int
     models: Any
     opt_states: Any

@@ -5,11 +5,8 @@ A run compiles four programs, once per (task, spec, config) and shapes: `start`
 (initial members and optimiser states, in `config.py`), `evaluation_batch`,
 `sample_batches` (the training batches of a chunk of steps) and `train_steps` (those
 steps and the evaluation that decides the criterion, in one program: the criterion
-check compiles nothing of its own). The first three draw random numbers and are
-compiled at a lower LLVM level (threefry at -O2 compiles for seconds): `start` at -O1,
-which keeps the initial networks bit-identical to `init_network`'s, the others at -O0
-(their input noise may differ from an eager draw in the last bit). All of them compile
-at once (`fit.py`).
+check compiles nothing of its own). How they are compiled (options, at once) and kept
+(in memory and in the persistent cache, by identity): `programs.py`.
 """
 
 import diffrax as dfx
@@ -179,9 +176,10 @@ def training_loss(
     return loss, (data, jnp.mean(correct.astype(dtype)))
 
 
-def evaluation_batch(seed, task, config):
-    """The evaluation batch (shared by all members) and its key."""
-    eval_key = jr.fold_in(jr.key(seed), 2**31 - 1)
+def evaluation_batch(key, task, config):
+    """The evaluation batch (shared by all members) and its key: `fold_in(key, 2**31 -
+    1)`, of the first member's key given one key per member."""
+    eval_key = jr.fold_in(key if key.ndim == 0 else key[0], 2**31 - 1)
     return eval_key, task.sample(eval_key, config.eval_batch)
 
 
