@@ -1,7 +1,6 @@
 """`mfrnn` command line. Parses arguments, calls the public API, writes files."""
 
 import argparse
-import functools as ft
 import json
 import pathlib
 import sys
@@ -163,23 +162,7 @@ def _write_json(out, name: str, result: dict, others=()) -> dict:
     return result
 
 
-@ft.cache
-def _dmft_program():
-    """dmft_lyapunov and the tail rate of a solved point as one compiled program (reused
-    for every value, and kept across runs by the persistent compilation cache)."""
-    import equinox as eqx
-
-    import mfrnn
-
-    @eqx.filter_jit
-    def program(ensemble, sol):
-        ac = mfrnn.dmft_autocorrelation(ensemble, sol, throw=False)
-        return mfrnn.dmft_lyapunov(ensemble, sol, throw=False), ac.tail_rate
-
-    return program
-
-
-def _dmft_record(args, mfrnn, values, sol, lyap, tail_rate) -> dict:
+def _dmft_record(args, mfrnn, values, sol, lyap) -> dict:
     """One point's JSON object, from that point's solutions (on the host)."""
     converged = bool(lyap.result == mfrnn.RESULTS.successful)
     return {
@@ -197,7 +180,7 @@ def _dmft_record(args, mfrnn, values, sol, lyap, tail_rate) -> dict:
         ),
         "lyapunov": _float_or_none(lyap.lyapunov),
         "tau_half": _float_or_none(lyap.tau_half),
-        "tail_rate": _float_or_none(tail_rate),
+        "tail_rate": _float_or_none(lyap.tail_rate),
         "bulk_radius": _float_or_none(sol.bulk_radius),
         "zero_mode_check_e1": _float_or_none(lyap.e1),
         "converged": converged,
@@ -221,15 +204,15 @@ def _dmft(args) -> dict:
         values["g"], values["bias"], values["input_std"], phi=mfrnn.nonlinearity(args.phi)
     )
     start = time.perf_counter()
-    # solve_dmft on concrete values (its smallest program), then one program for the
-    # rest; one transfer of every result to the host. Over a grid, both are vmapped.
+    # solve_dmft on concrete values (its smallest program), then dmft_lyapunov (with the
+    # tail rate); one transfer of every result to the host. Over a grid, both are vmapped.
     sol = mfrnn.solve_dmft(ensemble, throw=False)
-    sol, (lyap, tail_rate) = jax.device_get((sol, _dmft_program()(ensemble, sol)))
+    sol, lyap = jax.device_get((sol, mfrnn.dmft_lyapunov(ensemble, sol, throw=False)))
     if sweep is not None:
         name, axis = sweep
         points = [
             _dmft_record(args, mfrnn, {**values, name: float(x)}, mfrnn.solution_at(sol, i),
-                         mfrnn.solution_at(lyap, i), tail_rate[i])
+                         mfrnn.solution_at(lyap, i))
             for i, x in enumerate(axis)
         ]
         out = args.out if args.out is not None or not args.plot else "runs/dmft"
@@ -241,7 +224,7 @@ def _dmft(args) -> dict:
                 f", {k} = {v}" for k, v in values.items() if k != name),
         )
     result = {
-        **_dmft_record(args, mfrnn, values, sol, lyap, tail_rate),
+        **_dmft_record(args, mfrnn, values, sol, lyap),
         "seconds": time.perf_counter() - start,
     }
     if not args.plot:

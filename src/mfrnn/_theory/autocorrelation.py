@@ -22,6 +22,7 @@ from .._chebyshev import (
     interpolate,
 )
 from .._ensembles import GaussianEnsemble
+from .._jit import jit
 from .._nonlinearities import AbstractQuadratureNonlinearity
 from .._solution import (
     CHAOTIC,
@@ -248,7 +249,7 @@ def tau_half_from_nodes(tau_nodes) -> jax.Array:
     return interpolate(tau_nodes, u_half)
 
 
-@eqx.filter_jit
+@jit
 def dmft_autocorrelation(
     ensemble: GaussianEnsemble,
     solution: DMFTSolution | None = None,

@@ -14,6 +14,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool
 
 from .._ensembles import GaussianEnsemble
+from .._jit import jit
 from .._misc import check_tolerance, is_concrete, tolerances
 from .._nonlinearities import AbstractNonlinearity, AbstractQuadratureNonlinearity
 from .._solution import (
@@ -354,7 +355,7 @@ def _raise_if_failed(sol: DMFTSolution) -> DMFTSolution:
     return raise_if_failed(sol, lambda s: s.delta0)
 
 
-@eqx.filter_jit
+@jit
 def _solve_dmft(ensemble: GaussianEnsemble, *, mode: str, rtol, atol, max_steps):
     """mode: "series" (Mehler's series for the two-point averages; also returns where it
     has converged), "quadrature", or "fallback" (the series, then quadrature throughout
@@ -437,7 +438,7 @@ def chaos_onset(
     return _chaos_onset(phi, b, s_I, rtol=rtol, atol=atol, max_steps=max_steps, throw=throw)
 
 
-@eqx.filter_jit
+@jit
 def _chaos_onset(phi, bias, input_std, *, rtol, atol, max_steps, throw) -> OnsetSolution:
     dtype = jnp.result_type(float)
     b, s_I = jnp.broadcast_arrays(jnp.asarray(bias, dtype), jnp.asarray(input_std, dtype))

@@ -11,6 +11,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._ensembles import LowRankEnsemble, MixtureEnsemble
 from .._ensembles.low_rank import loading_index
+from .._jit import jit
 from .._misc import is_concrete
 from .._solution import raise_if_failed, vmap_batch
 from .branches import Branch
@@ -30,7 +31,7 @@ from .meanfield import (
 )
 
 
-@eqx.filter_jit
+@jit
 def solve_lowrank(
     ensemble: LowRankEnsemble | MixtureEnsemble,
     kappa0: Float[ArrayLike, "*guesses rank"] | None = None,

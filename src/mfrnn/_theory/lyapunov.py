@@ -22,6 +22,7 @@ from jaxtyping import Array, Float
 
 from .._chebyshev import interpolation_matrix
 from .._ensembles import GaussianEnsemble
+from .._jit import jit
 from .._solution import (
     CHAOTIC,
     DMFTSolution,
@@ -42,7 +43,8 @@ class LyapunovSolution(eqx.Module):
       fixed point: `-1 + bulk_radius`, the decay rate of the slowest perturbation.
     - `e0`, `e1`: the two lowest eigenvalues of the Schroedinger problem; `e1` is 0 in
       exact arithmetic (self-test). NaN outside the chaotic regime.
-    - `tau_half`: as in [`mfrnn.Autocorrelation`][].
+    - `tau_half`, `tail_rate`: as in [`mfrnn.Autocorrelation`][] (`tail_rate^2` is
+      also the bottom of the Schroedinger problem's continuum).
     - `result`: [`mfrnn.RESULTS`][] code.
     """
 
@@ -52,6 +54,7 @@ class LyapunovSolution(eqx.Module):
     e0: Float[Array, "*batch"]
     e1: Float[Array, "*batch"]
     tau_half: Float[Array, "*batch"]
+    tail_rate: Float[Array, "*batch"]
     result: RESULTS
 
 
@@ -160,11 +163,12 @@ def _lyapunov_single(g, b, s_I, phi, d0, d_inf, chaotic, bulk, averages, order, 
         e0=jnp.where(chaotic, e0, nan),
         e1=jnp.where(chaotic, e1, nan),
         tau_half=jnp.where(chaotic, tau_half_from_nodes(tau), nan),
+        tail_rate=jnp.where(chaotic, nodes["tail_rate"], nan),
         result=RESULTS.where(~chaotic | ok, RESULTS.successful, RESULTS.lyapunov_not_converged),
     )
 
 
-@eqx.filter_jit
+@jit
 def dmft_lyapunov(
     ensemble: GaussianEnsemble,
     solution: DMFTSolution | None = None,

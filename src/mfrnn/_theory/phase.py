@@ -17,9 +17,12 @@ guesses on a sub-lattice of the grid only; the other points start from a converg
 neighbour's state, a few Newton steps away.
 """
 
+import contextvars
 import functools as ft
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import equinox as eqx
 import jax
@@ -30,6 +33,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._ensembles import GaussianEnsemble, LowRankEnsemble, MixtureEnsemble
 from .._ensembles.low_rank import loading_index
+from .._jit import jit
 from .._misc import check_tolerance, tolerances
 from .._nonlinearities import AbstractNonlinearity, Tanh
 from .._solution import raise_if_failed, RESULTS, summary_repr, vmap_batch
@@ -213,7 +217,7 @@ def _chaos_entries(p: Point, hint, starts):
     return y0, jnp.any(ks != 0, -1)
 
 
-@eqx.filter_jit
+@jit
 def _queue(entries, residual, p: Point, extra, count, settings, slots, n_dev, least_squares,
            stall):
     """Newton solves from `entries(point, *extra) -> (starts, nonzero)` (several per
@@ -252,13 +256,18 @@ def _chaos_finish_stage(p: Point, hint, y, converged, rtol, atol, max_steps):
     return sol, _tolerance(p)
 
 
-@eqx.filter_jit
+@jit
 def _stage(fn, p: Point, extra, settings):
     return jax.vmap(lambda arrays, e: fn(eqx.tree_at(point_arrays, p, arrays), *e, *settings))(
         point_arrays(p), extra
     )
 
 
+# A diagram of at most this many points (one point from the command line) compiles its
+# stages for blocks of this size, with quick compile options (`_jit.py`): compiling
+# is most of its time.
+_SMALL_GRID = 64
+_SMALL = contextvars.ContextVar("small_grid", default=False)
 # Points per compiled call of a stage without Newton loops (those run in queues). On
 # CPU the chaotic stages' two-point grids spill the caches in large chunks (zero_mean
 # 200^2, the chaotic finish: 128 points a call 3x slower than 32), while the static
@@ -275,21 +284,48 @@ def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, kind="static"):
     n = index.size
     if n == 0:
         return None
+    small = _SMALL.get()
     size = _CHUNK.get(jax.default_backend(), _CHUNK_ACCELERATOR)[kind]
+    size = min(size, _SMALL_GRID) if small else size
     size += (-size) % n_dev
+    stage = _stage.pick(small)
     padded = -(-n // size) * size
     take = np.concatenate([index, np.repeat(index[-1:], padded - n)])
     extra = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], padded - n, 0)]), extra)
-    out = []
-    for i in range(0, padded, size):
+
+    def chunk(i):
         sl = take[i : i + size]
         arrays = tuple(jnp.asarray(a[sl]) for a in point_arrays(flat))
         e = jax.tree.map(lambda x: jnp.asarray(x[i : i + size]), extra)
         if n_dev > 1:
             arrays, e = _shard((arrays, e), n_dev)
         p = eqx.tree_at(point_arrays, flat, arrays)
-        out.append(_to_host(_stage(fn, p, e, settings)))
+        return _to_host(stage(fn, p, e, settings))
+
+    out = _in_parallel(chunk, range(0, padded, size), n_dev)
     return jax.tree.map(lambda *x: np.concatenate(x)[:n], *out)
+
+
+def _workers(n_dev: int) -> int:
+    """Threads that dispatch a stage's calls: one per core on a single CPU device (each
+    call's small vmapped program keeps one core busy); one otherwise (accelerators, or
+    CPU cores already split into devices)."""
+    if jax.default_backend() != "cpu" or n_dev > 1 or jax.process_count() > 1:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _in_parallel(call, items, n_dev: int) -> list:
+    """`[call(item) for item in items]`, the calls after the first on a thread per core
+    (`_workers`): XLA releases the GIL while a program runs. The first runs alone, so a
+    program is compiled once, not once per thread."""
+    items = list(items)
+    workers = min(_workers(n_dev), len(items) - 1)
+    if workers <= 1:
+        return [call(x) for x in items]
+    first = call(items[0])
+    with ThreadPoolExecutor(workers) as pool:
+        return [first, *pool.map(call, items[1:])]
 
 
 def _grid_mesh(n_devices: int):
@@ -443,16 +479,27 @@ def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: 
 
 def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev, kind,
                least_squares=False, stall=None):
-    """`_queue` over the points `index` in blocks of fixed size (one compilation), each
-    device taking an equal share of a block."""
+    """`_queue` over the points `index` in blocks of at most a fixed size (one
+    compilation), each device taking an equal share of a block. On a multi-core CPU
+    the blocks run side by side (`_in_parallel`): a small first block (it compiles),
+    then at least one block per core."""
     capacity, slots = _QUEUE.get(jax.default_backend(), _QUEUE_ACCELERATOR)[kind]
+    small = _SMALL.get()
+    capacity = min(capacity, _SMALL_GRID) if small else capacity
     per = -(-capacity // n_dev)
     capacity = per * n_dev
-    run = ft.partial(_queue, entries, residual, settings=settings, slots=slots, n_dev=n_dev,
+    run = ft.partial(_queue.pick(small), entries, residual, settings=settings, slots=slots, n_dev=n_dev,
                      least_squares=least_squares, stall=stall)
-    ys, oks = [], []
-    for lo in range(0, index.size, capacity):
-        part = np.arange(lo, min(lo + capacity, index.size))
+    workers = _workers(n_dev)
+    first = min(index.size, capacity, slots) if workers > 1 else min(index.size, capacity)
+    rest = index.size - first
+    blocks = -(-rest // capacity)
+    blocks = -(-blocks // workers) * workers if rest else 0
+    bounds = np.concatenate([[0], first + np.linspace(0, rest, blocks + 1).round().astype(int)])
+    bounds = np.unique(bounds)
+
+    def block(lo_hi):
+        part = np.arange(*lo_hi)
         shares = np.array_split(part, n_dev)
         take = np.full(capacity, part[-1])
         for d, share in enumerate(shares):
@@ -465,9 +512,10 @@ def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev, ki
         arrays, e, c = jax.tree.map(jnp.asarray, tree)
         y, ok = _to_host(run(eqx.tree_at(point_arrays, flat, arrays), e, c))
         back = np.concatenate([d * per + np.arange(share.size) for d, share in enumerate(shares)])
-        ys.append(y[back])
-        oks.append(ok[back])
-    return np.concatenate(ys), np.concatenate(oks)
+        return y[back], ok[back]
+
+    out = _in_parallel(block, zip(bounds[:-1], bounds[1:]), n_dev)
+    return np.concatenate([y for y, _ in out]), np.concatenate([ok for _, ok in out])
 
 
 def _fixed_points(flat: Point, index, hints, settings, n_dev) -> _FixedStage:
@@ -532,6 +580,14 @@ def phase_diagram(
         tuple(np.asarray(a).reshape((size,) + a.shape[len(batch) :]) for a in point_arrays(point)),
     )
     check_point_on_host(flat)  # stages carry no checks: they stay cacheable
+    small = _SMALL.set(size <= _SMALL_GRID)
+    try:
+        return _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, throw)
+    finally:
+        _SMALL.reset(small)
+
+
+def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, throw):
     n_dev = jax.device_count() if shard else 1
     settings = (rtol, atol, max_steps)
     everything = np.arange(size)
