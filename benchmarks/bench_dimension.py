@@ -11,8 +11,19 @@ spectrum by default, `--spectrum exponential` for the paper's, alpha = 1 below r
 with `compare_dimension` (key 7, 16 trajectories x 20 tau after 40 tau, Tsit5 at dt =
 0.5; max(4, 32000 / N) networks: 32, 16, 8, 4 at N = 1000, 2000, 4000, 8000).
 It reports the pooled ratio (ratio of network averages: what the theory computes), its
-bootstrap error over networks, and the plain mean of per-network ratios (biased upward
-by the quenched scatter), and writes benchmarks/results/dimension_finite_size.json.
+bootstrap error over networks, the plain mean of per-network ratios (biased upward
+by the quenched scatter), how often a 15 % check of four networks would pass (resampling
+the networks) and, for factored couplings (M < N / 2), the largest real part of the
+eigenvalues of <phi'> J per network (beyond 1 in a few percent of networks at N = 4000,
+rank 0.25; never as N -> inf at g_eff = 2, where the bulk ends at sqrt(nu) = 0.974), and
+writes benchmarks/results/dimension_finite_size.json.
+
+    python benchmarks/bench_dimension.py --equilibration [--rank 0.25] [--n 4000]
+
+`--equilibration` (3-6 minutes at N = 4000, rank 0.25) follows the pooled PR^phi in
+20-tau windows up to 160 tau after the start (32 networks, key 31, 8 trajectories each):
+networks with collective modes at the edge of stability keep building them up long after
+the default 40 tau transient (docs/theory/random-modes.md).
 
 Work (issue 12): PR^phi / N and PR^x / N for 64 values of g in [1.1, 4] x 64 effective
 ranks in [0.01, 100] (tanh).
@@ -43,6 +54,8 @@ import jax
 
 
 jax.config.update("jax_enable_x64", True)
+import diffrax as dfx
+import equinox as eqx
 import jax.numpy as jnp
 import mfrnn
 import numpy as np
@@ -139,6 +152,7 @@ def finite_size(sizes, out, spectrum="flat"):
             # pooled = sum(num) / sum(den); per network pr = num / den with num nearly
             # fixed, so resample the harmonic mean for the pooled ratio's error.
             boot = [1.0 / np.mean(1.0 / rng.choice(ratio, n_networks)) for _ in range(2000)]
+            four = [1.0 / np.mean(1.0 / rng.choice(ratio, 4, replace=False)) for _ in range(2000)]
             point = {
                 "effective_rank": rank, "n": n, "n_networks": n_networks,
                 "pooled_ratio": float(cmp.pooled_pr_phi) / theory,
@@ -148,6 +162,8 @@ def finite_size(sizes, out, spectrum="flat"):
                 "ratio_cv": float(np.std(ratio, ddof=1) / np.mean(ratio)),
                 "ratios": ratio.tolist(),
                 "delta0_ratio": float(np.mean(cmp.delta0) / cmp.theory.dimension.delta0),
+                "pass_probability_4_networks": float(np.mean(np.abs(np.array(four) - 1) < 0.15)),
+                "max_re_gain_eigenvalue": _edge(ens, n, n_networks, float(cmp.theory.nu)),
                 "seconds": time.perf_counter() - start,
             }
             results["points"].append(point)
@@ -155,10 +171,74 @@ def finite_size(sizes, out, spectrum="flat"):
                   f"{point['pooled_ratio']:.3f} +- {point['pooled_ratio_err']:.3f}, mean of "
                   f"per-network ratios {point['mean_ratio']:.3f} (scatter "
                   f"{point['ratio_cv']:.2f}; {n_networks} networks, "
-                  f"{point['seconds']:.0f} s)", flush=True)
+                  f"{point['seconds']:.0f} s); a 15 % check of 4 networks passes in "
+                  f"{100 * point['pass_probability_4_networks']:.0f} % of draws", flush=True)
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+def _edge(ensemble, n, n_networks, nu):
+    """Per network of `compare_dimension(key=7)`: the largest real part of the
+    eigenvalues of <phi'> J (factored couplings only: M x M; None for dense ones)."""
+    out = []
+    for key_net in jax.random.split(jax.random.key(7), n_networks):
+        net = ensemble.sample(n, key=jax.random.split(key_net)[0])
+        if not isinstance(net, mfrnn.RandomModeNetwork) or 2 * net.n_modes >= n:
+            return None
+        eig = np.asarray(mfrnn.coupling_spectra(net).eigenvalues)
+        out.append(float(np.max(eig.real)) * np.sqrt(nu) / float(ensemble.g))
+    return out
+
+
+@eqx.filter_jit
+def _trajectories(net, x0s, ts):
+    """Tsit5 at fixed step 0.5, as `compare_dimension`; states after ts[0]."""
+    def one(x0):
+        return mfrnn.simulate(
+            net, x0, ts, solver=dfx.Tsit5(), stepsize_controller=dfx.ConstantStepSize(),
+            dt0=0.5, max_steps=None,
+        ).ys[1:]
+
+    return jax.vmap(one)(x0s)
+
+
+def equilibration(n, rank, out, n_networks=32, n_trajectories=8, t_end=160.0, window=20.0):
+    """Pooled PR^phi / theory in consecutive windows after the start (x = J phi(y), as
+    in `compare_dimension`), per network and pooled (harmonic mean of the per-network
+    ratios: tr C is nearly the same for every network)."""
+    ens = mfrnn.RandomModeEnsemble(2.0, rank, spectrum=mfrnn.ModeSpectrum.flat)
+    theory = mfrnn.activity_dimension(ens)
+    delta0, target = float(theory.delta0), float(theory.pr_phi)
+    per_window = int(round(window / 0.5))
+    n_windows = int(round(t_end / window))
+    ts = jnp.asarray(0.5 * np.arange(n_windows * per_window + 1), jnp.float32)
+    ratios = []
+    start = time.perf_counter()
+    for key_net in jax.random.split(jax.random.key(31), n_networks):
+        k_sample, k_x0 = jax.random.split(key_net)
+        net = mfrnn.to_dtype(ens.sample(n, key=k_sample), jnp.float32)
+        if isinstance(net, mfrnn.RandomModeNetwork) and 2 * net.n_modes >= n:
+            net = mfrnn.DenseNetwork(net.dense_matrix(), net.phi, tau=net.tau)
+        ys = np.sqrt(delta0) * jax.random.normal(k_x0, (n_trajectories, n), jnp.float32)
+        x0s = jax.vmap(lambda y: net.recurrent(net.phi(y)))(ys)
+        rates = net.phi(_trajectories(net, x0s, ts))
+        rates = rates.reshape(n_trajectories, n_windows, per_window, n)
+        ratios.append([float(mfrnn.participation_ratio(rates[:, w], mean=0.0).pr) / target
+                       for w in range(n_windows)])
+        print(f"network {len(ratios)}: " + " ".join(f"{r:.2f}" for r in ratios[-1])
+              + f" ({time.perf_counter() - start:.0f} s)", flush=True)
+    ratios = np.array(ratios)
+    pooled = 1.0 / np.mean(1.0 / ratios, axis=0)
+    print("window start (tau): " + " ".join(f"{window * w:.0f}" for w in range(n_windows)))
+    print("pooled PR^phi / theory: " + " ".join(f"{p:.3f}" for p in pooled))
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"n": n, "effective_rank": rank, "g": 2.0, "key": 31,
+                               "n_trajectories": n_trajectories, "window": window,
+                               "pooled_ratio": pooled.tolist(), "ratios": ratios.tolist()},
+                              indent=2))
     print(f"wrote {out}")
 
 
@@ -171,7 +251,15 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
     parser.add_argument("--spectrum", default="flat", choices=["flat", "exponential"],
                         help="mode spectrum for --finite-size")
+    parser.add_argument("--equilibration", action="store_true",
+                        help="pooled PR in windows up to 160 tau after the start instead")
+    parser.add_argument("--rank", type=float, default=0.25, help="for --equilibration")
+    parser.add_argument("--n", type=int, default=4000, help="for --equilibration")
     args = parser.parse_args()
+    if args.equilibration:
+        equilibration(args.n, args.rank,
+                      args.out or "benchmarks/results/dimension_equilibration.json")
+        return
     if args.finite_size:
         finite_size(args.sizes, args.out or "benchmarks/results/dimension_finite_size.json",
                     args.spectrum)

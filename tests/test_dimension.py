@@ -96,29 +96,33 @@ def test_pr_against_prl_formula_by_scipy_quadrature(grid, i, j):
 
 
 def _autocorrelation():
-    # The same shapes as inside the grid's solve: its compiled programs are reused.
+    # The grid's own calls on the same shapes (throw=False, with the solution passed):
+    # its compiled programs are reused instead of compiling the solve again (~5 s).
     zeros = jnp.zeros_like(G)
-    return mfrnn.dmft_autocorrelation(mfrnn.GaussianEnsemble(G, zeros, zeros))
+    gauss = mfrnn.GaussianEnsemble(G, zeros, zeros)
+    return mfrnn.dmft_autocorrelation(gauss, mfrnn.solve_dmft(gauss, throw=False), throw=False)
 
 
 def test_spectrum_is_the_fourier_transform_of_the_dmft_profile(grid):
     # Reference: Delta(tau) from dmft_autocorrelation (its own profile evaluation) on a
     # fine grid, transformed by numpy: independent of the grid and tail used here.
     acs = _autocorrelation()
+    w = np.array([0.0, 0.05, 0.3, 1.0, 2.5])
+    spectra = {which: np.asarray(grid.power_spectrum(jnp.asarray(w), which))
+               for which in ("x", "phi")}
+    # One tau grid for both g (one compiled profile evaluation), to 40 slowest tail times.
+    h = 0.01
+    tau = np.arange(0.0, 40.0 / float(np.min(acs.tail_rate[2:4, 0])), h)
+    weights = np.full(tau.shape, h)
+    weights[0] = h / 2
     for i in (2, 3):
         g = float(G[i, 0])
         ac = jax.tree.map(lambda x: x[i, 0], acs)
-        h, t_max = 0.01, 40.0 / float(ac.tail_rate)
-        tau = np.arange(0.0, t_max, h)
         delta = np.asarray(ac(jnp.asarray(tau)))
-        w = np.array([0.0, 0.05, 0.3, 1.0, 2.5])
-        weights = np.full(tau.shape, h)
-        weights[0] = h / 2
         ref = 2 * np.cos(np.outer(w, tau)) @ (weights * delta)
-        got = np.asarray(grid.power_spectrum(jnp.asarray(w), "x")[i, 0])
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-8 * ref[0])
-        cphi = np.asarray(grid.power_spectrum(jnp.asarray(w), "phi")[i, 0])
-        np.testing.assert_allclose(cphi, (1 + w**2) * ref / g**2, atol=1e-8 * ref[0])
+        np.testing.assert_allclose(spectra["x"][i, 0], ref, rtol=0, atol=1e-8 * ref[0])
+        np.testing.assert_allclose(spectra["phi"][i, 0], (1 + w**2) * ref / g**2,
+                                   atol=1e-8 * ref[0])
     # Psi at a few frequency pairs: the closed form with this spectrum.
     psi = np.asarray(grid.psi(jnp.array([0.1, 0.5]), jnp.array([-0.2, 1.0]))[3, 0])
     assert np.all(psi > 0)
@@ -176,18 +180,36 @@ def test_gradients_match_finite_differences():
                                rtol=1e-6)
 
 
-def test_simulated_networks_match_theory():
-    """N = 4000, four networks, ODE (Tsit5) simulation, cross-trajectory PR pooled over
-    networks (the ratio of disorder averages the theory computes): within 15 % of the
-    theory (tanh, g_eff = 2, iid); Delta0 equal to the SCS value.
+# The issue's check at ranks 1 and 0.25 is written out but not run: it is a draw, not a
+# test (docs/theory/random-modes.md, "The edge of stability at g_eff = 2").
+_RANKED = (
+    "at g_eff = 2 and N = 4000 the rightmost collective modes of a network scatter across "
+    "the pole of Psi, so a 15 % check of four networks passes in about 71 % (rank 1) and "
+    "44 % (rank 0.25) of draws (docs/theory/random-modes.md)"
+)
 
-    Effective ranks 1 and 0.25 are not checked here: a single network's PR^phi depends
-    on its draw of J (at N = 4000 it scatters by about 20 % at rank 1 and 30 % at 0.25,
-    against 13 % iid), so the pooled PR of four networks has a standard error of 10-15 %
-    there, as large as the tolerance; the simulated PR at g_eff = 2 also stays about 10 %
-    above the theory at rank 0.25 up to N = 16 000. Measured with tens of networks in
-    docs/theory/random-modes.md (`benchmarks/bench_dimension.py --finite-size`)."""
-    ens = mfrnn.RandomModeEnsemble(2.0)  # iid
+
+@pytest.mark.parametrize(
+    "rank",
+    [None, pytest.param(1.0, marks=pytest.mark.skip(reason=_RANKED)),
+     pytest.param(0.25, marks=pytest.mark.skip(reason=_RANKED))],
+    ids=["iid", "rank1", "rank0.25"],
+)
+def test_simulated_networks_match_theory(rank):
+    """N = 4000, four networks, ODE (Tsit5) simulation in float32 (J kept factored at
+    rank 0.25), cross-trajectory PR pooled over networks (the ratio of disorder averages
+    the theory computes): within 15 % of the theory (tanh, g_eff = 2); Delta0 equal to
+    the SCS value.
+
+    Only the iid point runs. At g_eff = 2 the rim of the collective spectrum, sqrt(nu) =
+    0.974, is 2.6 % from the pole, and at N = 4000 a network's rightmost modes scatter
+    across it: typical networks lie 10-20 % above the theory and rare ones far below
+    (equilibrating over hundreds of tau). With this key the pooled ratios are 1.08, 1.13
+    and 0.94 (ranks inf, 1, 0.25), and 1.12, 1.15 and 1.03 for the same networks with
+    six times the trajectory data: rank 1 sits on the tolerance. Measured in
+    docs/theory/random-modes.md (`benchmarks/bench_dimension.py --finite-size`,
+    `--equilibration`)."""
+    ens = mfrnn.RandomModeEnsemble(2.0, rank, spectrum=mfrnn.ModeSpectrum.flat)
     cmp = mfrnn.compare_dimension(
         ens, 4000, key=jr.key(7), n_networks=4, n_trajectories=16, t_transient=40.0,
         t_block=20.0, dt=0.5, max_lag=10.0,

@@ -339,9 +339,13 @@ def compare_dimension(
     `t_block`; PR uses the cross-trajectory estimator with the mean known to be 0 (odd
     phi). The slow collective modes need about 40 tau to build up from such a start
     (the ensemble's PR is still 25 % high at 20 tau, 13 % at 30 tau at g = 2), hence
-    the default transient. The records may be short: the cross-trajectory estimator has
-    no bias from the record length, and trajectories are integrated as one batch, so
-    more of them cost little where J is dense.
+    the default transient. Networks with collective modes at the edge of stability (near
+    onset, e.g. a few percent of draws at g = 2, N = 4000, effective rank 0.25) take
+    hundreds of tau instead, and they carry much of the ensemble's tr C^2
+    (docs/theory/random-modes.md). The records may be short: the cross-trajectory
+    estimator has no bias from the record length (only noise: records shorter than the
+    leading PCs' timescale sample them a few times), and trajectories are integrated as
+    one batch, so more of them cost little where J is dense.
 
     Compare `pooled_pr_phi` and `pooled_pr_x` with the theory: the PR of a single
     network depends on its draw of J (the few slowest collective modes carry much of
