@@ -1,8 +1,8 @@
 """`jit`: `eqx.filter_jit` with compile options chosen by the job's size on CPU.
 
 A theory solve at one point (every array argument a scalar) spends seconds compiling
-and milliseconds running, so on CPU it is compiled with XLA's loop emitters at LLVM -O1
-(`mfrnn dmft --g 2`: the two programs compile in about half the time). A grid runs the
+and milliseconds running, so on CPU it is compiled with XLA's loop emitters at LLVM -O0
+(`mfrnn dmft --g 2`: its two programs compile in about a third of the time). A grid runs the
 same program over many points, where run time counts: it gets XLA's defaults, whose
 fusion emitters compile slower and run ~30 % faster (phase diagrams). Other backends
 always get the defaults.
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 
-QUICK_COMPILE_CPU = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
+QUICK_COMPILE_CPU = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
 
 
 def quick_compile() -> bool:
