@@ -323,8 +323,6 @@ NAMES = {
 # (training, random-mode spectra); each must still be found (remove it once it is an
 # enum: `mfrnn.Loss` and `mfrnn.DaleConstraint` exist and are accepted there already).
 KNOWN_STRING_OPTIONS = {
-    ("RandomModeSpectra.power_spectrum", "which"), ("RandomModeSpectra.psi", "which"),
-    ("RandomModeSpectra.psi_profile", "which"),
     # A ModeSpectrum, but any string passes the type checks: tests/test_random_mode.py
     # expects a ValueError naming `spectrum` for an unknown name (ModeSpectrumLike once
     # that test accepts the type checks' TypeError too).

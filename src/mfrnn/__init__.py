@@ -90,6 +90,7 @@ from ._nonlinearities import (
     Tanh as Tanh,
 )
 from ._options import (
+    Activity as Activity,
     DaleConstraint as DaleConstraint,
     Loss as Loss,
     ModeSpectrum as ModeSpectrum,

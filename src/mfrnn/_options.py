@@ -149,12 +149,29 @@ class TrialSolver(enum.StrEnum):
     diffrax = "diffrax"
 
 
+class Activity(enum.StrEnum):
+    """Which activity a random-mode spectrum describes (the `which` of
+    [`mfrnn.RandomModeSpectra`][] methods).
+
+    - `Activity.x`: the currents x (input of the nonlinearity).
+    - `Activity.phi`: the rates phi(x).
+
+    ```python
+    spectra.power_spectrum(omega, mfrnn.Activity.phi)
+    ```
+    """
+
+    x = "x"
+    phi = "phi"
+
+
 # What functions take: a member, or its name (what configs, checkpoints and the theory's
 # internal calls hold). tests/test_contract.py checks each Literal against its enum.
 PhiFunctionLike: TypeAlias = PhiFunction | Literal["phi", "dphi", "ddphi", "Phi"]
 QuadratureRuleLike: TypeAlias = QuadratureRule | Literal["trapezoid", "gauss-hermite"]
 DaleConstraintLike: TypeAlias = DaleConstraint | Literal["sign", "projection"]
 LossLike: TypeAlias = Loss | Literal["mse", "xent"]
+ActivityLike: TypeAlias = Activity | Literal["x", "phi"]
 TrialSolverLike: TypeAlias = TrialSolver | Literal["euler", "diffrax"]
 ModeSpectrumLike: TypeAlias = (
     ModeSpectrum | Literal["exponential", "power_law", "flat", "low_rank_cut", "array"]

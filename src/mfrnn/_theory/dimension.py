@@ -41,6 +41,7 @@ from .._chebyshev import chebyshev_nodes, interpolate
 from .._ensembles import GaussianEnsemble, RandomModeEnsemble
 from .._misc import is_concrete
 from .._nonlinearities import AbstractNonlinearity
+from .._options import Activity, ActivityLike, option
 from .._solution import CHAOTIC, raise_if_failed, RESULTS, summary_repr, vmap_batch
 from .autocorrelation import dmft_autocorrelation, TAIL_START
 from .dmft import solve_dmft
@@ -124,8 +125,8 @@ class RandomModeSpectra(eqx.Module):
     def _map(self, fn, *args):
         return vmap_batch(fn, jnp.ndim(self.nu))(self, *args)
 
-    def power_spectrum(self, omega: ArrayLike, which: str = "x") -> Array:
-        _check_which(which)
+    def power_spectrum(self, omega: ArrayLike, which: ActivityLike = Activity.x) -> Array:
+        which = _check_which(which)
         omega = jnp.asarray(omega, self.nu.dtype)
 
         def single(s):
@@ -136,8 +137,10 @@ class RandomModeSpectra(eqx.Module):
 
         return self._map(single)
 
-    def psi(self, omega1: ArrayLike, omega2: ArrayLike, which: str = "phi") -> Array:
-        _check_which(which)
+    def psi(
+        self, omega1: ArrayLike, omega2: ArrayLike, which: ActivityLike = Activity.phi
+    ) -> Array:
+        which = _check_which(which)
         w1, w2 = jnp.broadcast_arrays(*(jnp.asarray(w, self.nu.dtype) for w in (omega1, omega2)))
 
         def single(s):
@@ -156,8 +159,8 @@ class RandomModeSpectra(eqx.Module):
 
         return self._map(single)
 
-    def psi_profile(self, lags: ArrayLike, which: str = "phi") -> Array:
-        _check_which(which)
+    def psi_profile(self, lags: ArrayLike, which: ActivityLike = Activity.phi) -> Array:
+        which = _check_which(which)
         lags = jnp.asarray(lags, self.nu.dtype)
 
         def single(s):
@@ -168,12 +171,11 @@ class RandomModeSpectra(eqx.Module):
         return self._map(single)
 
 
-def _check_which(which: str) -> None:
-    if which not in ("x", "phi"):
-        raise ValueError(f"`which` must be 'x' or 'phi', got {which!r}.")
+def _check_which(which) -> Activity:
+    return option(Activity, which, "which")
 
 
-def _marginal(s: RandomModeSpectra, which: str):
+def _marginal(s: RandomModeSpectra, which: ActivityLike):
     """Weights times `int dw2 / 2pi Psi(w1, w2)` at the w1 nodes."""
     kappa = s.dimension.kappa
     if which == "phi":
