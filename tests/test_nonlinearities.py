@@ -214,3 +214,42 @@ def test_two_point_derivatives(phi):
             np.testing.assert_allclose(rev[i], fwd[i], rtol=1e-12, atol=1e-14)
     theta = lambda t: mfrnn.ShiftedTanh(t).gaussian_correlation(0.3, 5.0, 2.0)
     np.testing.assert_allclose(jax.grad(theta)(0.7), finite_difference(theta, 0.7), rtol=1e-6)
+
+
+def test_energy_gap():
+    # The one-grid remainder (trapezoid rule) against two other methods: the plain
+    # difference of 301-node averages where q is large (no cancellation to speak of),
+    # and the integral form (the base class's, 12 nodes in t) where q is small, the span
+    # of correlations short and that rule exact to rounding; delta < 0 in both.
+    phi = mfrnn.Tanh()
+    gap = jax.jit(jax.vmap(lambda a: jnp.stack(phi.gaussian_energy_gap(a[0], a[1] + a[2], a[1]))))
+
+    @jax.jit
+    @jax.vmap
+    def plain(a):
+        mu, low, q = a
+        Phi_top = phi.gaussian_second_moment(mu, low + q, "Phi")
+        Phi_c, phi_c = phi.gaussian_correlations(mu, low + q, low, ("Phi", "phi"))
+        return jnp.stack([phi_c, (Phi_top - Phi_c - q * phi_c) / q**2])
+
+    base = mfrnn.AbstractNonlinearity.gaussian_energy_gap
+    integral = jax.jit(jax.vmap(lambda a: jnp.stack(base(phi, a[0], a[1] + a[2], a[1]))))
+    large = jnp.array([(0.0, 0.0, 15.0), (0.4, 2.0, 6.0), (-0.3, 0.5, 3.0), (0.3, -0.8, 2.0)])
+    small = jnp.array([(0.0, 1.0, 1e-3), (0.5, 3.0, 0.05), (0.0, 10.0, 1e-5), (0.2, -0.01, 0.05)])
+    for points, reference in ((large, plain), (small, integral)):
+        ours, theirs = gap(points), reference(points)
+        np.testing.assert_allclose(ours[:, 0], theirs[:, 0], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(ours[:, 1], theirs[:, 1], rtol=1e-11)
+    # Its JVP (Price and the heat equation on the grid) against finite differences.
+    f = lambda a: jnp.stack(phi.gaussian_energy_gap(*a))
+    points = jnp.array([[0.3, 5.0, 2.0], [0.0, 1.01, 1.0], [0.2, 2.0, -1.2]])
+    fwd = jax.jit(jax.vmap(jax.jacfwd(f)))(points)
+    np.testing.assert_allclose(jax.jit(jax.vmap(jax.jacrev(f)))(points), fwd, rtol=1e-12, atol=1e-14)
+    shifts = 1e-5 * np.eye(3)[None]
+    steps = jnp.stack([points[:, None] + shifts, points[:, None] - shifts], 1)  # point, sign, direction
+    values = np.asarray(jax.jit(jax.vmap(f))(steps.reshape(-1, 3))).reshape(3, 2, 3, 2)
+    fd = (values[:, 0] - values[:, 1]).transpose(0, 2, 1) / 2e-5
+    np.testing.assert_allclose(fwd, fd, rtol=1e-6, atol=1e-8)
+    # The threshold's tangent (by autodiff through the grid).
+    theta = jax.jit(lambda t: mfrnn.ShiftedTanh(t).gaussian_energy_gap(0.3, 5.0, 2.0)[1])
+    np.testing.assert_allclose(jax.grad(theta)(0.7), finite_difference(theta, 0.7), rtol=1e-6)

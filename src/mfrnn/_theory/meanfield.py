@@ -204,20 +204,6 @@ def static_residual(y, args):
     )
 
 
-def _gap_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
-    # Nodes t on [0, 1] for the energy balance's integral form (below): Gauss-Legendre in
-    # u with t = 1 - (1 - u)^2. The curvature is smooth but not analytic at t = 1 (the
-    # correlation -> 1, where its Mehler series converges slowly); the substitution
-    # makes the rule converge fast. Relative error of the integral, tanh, Delta0 <= 20:
-    # 8 plain nodes up to 4e-5 (deep chaos, D_inf ~ 0); 12 substituted ones <= 5e-11.
-    u, w = np.polynomial.legendre.leggauss(order)
-    u, w = (u + 1) / 2, w / 2
-    return 1.0 - (1.0 - u) ** 2, 2.0 * (1.0 - u) * w
-
-
-_GAP_T, _GAP_W = _gap_rule(12)
-
-
 def inf_residual(p, st, d_inf, q):
     """-V'(D_inf) alone (D_inf's own equation, for given q)."""
     C = per_population(p.phi.gaussian_correlation, st.mu, st.L + d_inf + q, st.L + d_inf)
@@ -227,13 +213,14 @@ def inf_residual(p, st, d_inf, q):
 def potential_gap(p, st, d_inf, q, integral: bool = True):
     """(V(D0) - V(D_inf)) / q^2 and -V'(D_inf), with D0 = D_inf + q.
 
-    With `integral`, Taylor's theorem with integral remainder gives the gap without
-    cancellation: `(V(D0) - V(D_inf)) / q^2 = V'(D_inf) / q + int_0^1 (1 - t)
-    V''(D_inf + t q) dt`, `V''(D) = -1 + g^2 sum_p alpha_p <phi'(a) phi'(b)>` (Price).
-    The plain difference of two averages divided by q^2 amplifies the rule's error by
-    1/q^2, which moved the chaotic root near onset (q ~ 0.01) by tens of percent at 61
-    nodes. The plain form needs only averages of Phi, smoother than phi': on a coarse
-    rule at large variance it is the better of the two (initial guesses)."""
+    With `integral`, Taylor's theorem gives the gap without cancellation:
+    `(V(D0) - V(D_inf)) / q^2 = V'(D_inf) / q + int_0^1 (1 - t) V''(D_inf + t q) dt`,
+    `V''(D) = -1 + g^2 sum_p alpha_p <phi'(a) phi'(b)>` (Price); each population's
+    remainder is `phi.gaussian_energy_gap`. The plain difference of two averages
+    divided by q^2 amplifies the rule's error by 1/q^2, which moved the chaotic root
+    near onset (q ~ 0.01) by tens of percent at 61 nodes. The plain form needs only
+    averages of Phi, smoother than phi': on a coarse rule at large variance it is the
+    better of the two (initial guesses)."""
     d0 = d_inf + q
     top, low = st.L + d0, st.L + d_inf
     g2 = p.g**2
@@ -249,18 +236,10 @@ def potential_gap(p, st, d_inf, q, integral: bool = True):
         v_top = -0.5 * d0**2 + g2 * jnp.sum(p.fractions * Phi2)
         v_inf = -0.5 * d_inf**2 + g2 * jnp.sum(p.fractions * PhiC)
         return (v_top - v_inf) / q**2, d_inf - g2 * jnp.sum(p.fractions * C)
-    C = per_population(p.phi.gaussian_correlation, st.mu, top, low)
+    C, gap = per_population(p.phi.gaussian_energy_gap, st.mu, top, low)
     e_inf = d_inf - g2 * jnp.sum(p.fractions * C)
-
-    def curvature(t):
-        cd = per_population(
-            lambda m, a, b: p.phi.gaussian_correlation(m, a, b, "dphi"), st.mu, top, low + t * q
-        )
-        return -1.0 + g2 * jnp.sum(p.fractions * cd)
-
-    t, w = jnp.asarray(_GAP_T, q.dtype), jnp.asarray(_GAP_W, q.dtype)
-    integral = jnp.sum(w * (1.0 - t) * jax.vmap(curvature)(t))
-    return integral - e_inf / q, e_inf
+    # int_0^1 (1 - t) V''(D_inf + t q) dt with V'' = -1 + g^2 sum_p alpha_p [phi'].
+    return -0.5 + g2 * jnp.sum(p.fractions * gap) - e_inf / q, e_inf
 
 
 def chaos_residual(y, args):
