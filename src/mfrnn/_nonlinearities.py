@@ -154,6 +154,8 @@ class _Grid(NamedTuple):
     z: Array  # (R,) outer coordinates
     weight: Array  # (R,) outer weights
     flip: Array  # (R,) each outer node's mirror image
+    share: Array  # (R,) each chunk's part of its node's inner weights
+    zeta2: Array  # the inner rule's second moment sum(w zeta^2) (~1)
     root_a: Array
     root_v: Array
 
@@ -197,7 +199,10 @@ def _adaptive_grid(mu, delta0, delta, order: int) -> _Grid:
     weight = weight / jnp.sum(weight)
     # delta < 0: b = mu - y + u2, and the outer grid is symmetric.
     flip = jnp.clip(n_out - 1 - jnp.arange(chunks), 0, chunks - 1)
-    return _Grid(x, tab[blk], zeta, centre, seg, z, weight, flip, root_a, root_v)
+    zeta2 = jnp.sum(tab * z_tab**2)
+    return _Grid(
+        x, tab[blk], zeta, centre, seg, z, weight, flip, jnp.sum(tab, 1)[blk], zeta2, root_a, root_v
+    )
 
 
 def _as_arrays(mu, delta0, delta):
@@ -210,7 +215,9 @@ def _two_point_trapezoid(values, mu, delta0, delta, order: int, derivatives: boo
     """`E f(a) f(b)` for every f of `values(x) -> tuple`, on the adaptive grid above;
     with `derivatives` also d/d(mu, delta0, delta) of each, on the same grid."""
     mu, delta0, delta = _as_arrays(mu, delta0, delta)
-    x, w, zeta, _, seg, z, weight, flip, root_a, root_v = _adaptive_grid(mu, delta0, delta, order)
+    x, w, zeta, _, seg, z, weight, flip, _, _, root_a, root_v = _adaptive_grid(
+        mu, delta0, delta, order
+    )
     chunks = seg.shape[0]
     a2 = jnp.abs(delta)
     fs = values(x)
@@ -271,18 +278,24 @@ def _energy_gap_trapezoid(values, mu, delta0, delta, order: int, derivatives: bo
     grid, where q >= |delta| keeps it well conditioned.
     """
     mu, delta0, delta = _as_arrays(mu, delta0, delta)
-    x, w, zeta, centre, seg, _, weight, flip, _, root_v = _adaptive_grid(mu, delta0, delta, order)
+    grid = _adaptive_grid(mu, delta0, delta, order)
+    x, w, seg, weight, flip = grid.x, grid.w, grid.seg, grid.weight, grid.flip
     chunks = seg.shape[0]
     Phi, phi, dphi, ddphi = values(x)
-    Phi_c, phi_c, *_ = values(centre)
-    u = root_v * zeta
+    Phi_c, phi_c, *_ = values(grid.centre)
+    u = grid.root_v * grid.zeta
     D = Phi - Phi_c[:, None] - u * phi_c[:, None]
-    terms = (phi, Phi, Phi * Phi, D, u * D, D * D, u * u)
+    # Sums over the grid are the expensive part: the fewest terms, the rest per node.
+    terms = (phi, D, u * D, D * D)
     if derivatives:
         terms += (dphi, ddphi, Phi * phi, phi * phi + Phi * dphi)
-    parts = _row_sums(tuple(w * t for t in terms))
     node = lambda p: jax.ops.segment_sum(p, seg, chunks + 1, indices_are_sorted=True)[:chunks]
-    s_phi, s_Phi, s_Phi2, s0, s1, s2, s_u2, *more = (node(p) for p in parts)
+    s_phi, s0, s1, s2, *more = (node(p) for p in _row_sums(tuple(w * t for t in terms)))
+    a, b = node(grid.share * Phi_c), node(grid.share * phi_c)  # Phi(x), phi(x) per node
+    s_u2 = grid.root_v**2 * grid.zeta2
+    # Phi = D + a + u b, E_u u = 0 (a symmetric rule): E_u Phi and E_u Phi^2 per node.
+    s_Phi = s0 + a
+    s_Phi2 = s2 + 2 * (a * s0 + b * s1) + a * a + b * b * s_u2
     positive = delta >= 0
     pair = lambda f, g: jnp.sum(weight * f * jnp.where(positive, g, g[flip]))  # [f, g]
     corr = pair(s_phi, s_phi)
@@ -606,15 +619,24 @@ def _logcosh(x):
 
 
 def _tanh_functions(y, which, primitive):
-    # One tanh for phi, phi' and phi'' (the transcendental dominates a quadrature).
+    """phi, phi', phi'' and the primitive `primitive(log cosh y)` from one tanh (the
+    transcendentals dominate a quadrature)."""
     t = jnp.tanh(y)
+
+    def logcosh():
+        # log cosh y = |y| - log 2 + log1p(e), e = exp(-2|y|) = (1 - |t|) / (1 + |t|):
+        # 1 - |t| is exact and carries t's absolute error, so this keeps log cosh's
+        # absolute error at rounding, without a second exp.
+        a = jnp.abs(t)
+        return jnp.abs(y) - np.log(2.0) + jnp.log1p((1.0 - a) / (1.0 + a))
+
     return tuple(
         _select(
             w,
             phi=lambda: t,
             dphi=lambda: 1.0 - t**2,
             ddphi=lambda: -2.0 * t * (1.0 - t**2),
-            Phi=lambda: primitive(y),
+            Phi=lambda: primitive(logcosh()),
         )
         for w in which
     )
@@ -643,7 +665,7 @@ class Tanh(AbstractQuadratureNonlinearity):
         return _logcosh(x)
 
     def functions(self, x, which):
-        return _tanh_functions(jnp.asarray(x), which, _logcosh)
+        return _tanh_functions(jnp.asarray(x), which, lambda lc: lc)
 
 
 class ShiftedTanh(AbstractQuadratureNonlinearity):
@@ -679,7 +701,7 @@ class ShiftedTanh(AbstractQuadratureNonlinearity):
 
     def functions(self, x, which):
         x = jnp.asarray(x)
-        fs = _tanh_functions(x - self.theta, which, lambda y: x + _logcosh(y) - _logcosh(self.theta))
+        fs = _tanh_functions(x - self.theta, which, lambda lc: x + lc - _logcosh(self.theta))
         return tuple(1.0 + f if w == PhiFunction.phi else f for w, f in zip(which, fs))
 
 
