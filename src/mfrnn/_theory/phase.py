@@ -147,14 +147,21 @@ def _fixed_entries(p: Point, hint):
     return jax.vmap(lambda k: fixed_point_start(p, k, False))(ks), jnp.any(ks != 0, -1)
 
 
-def _fixed_stage(p: Point, hint, y, converged, rtol, atol, max_steps) -> _FixedStage:
-    """The fixed points at the queue's iterates (`_fixed_entries`), their stability,
-    and the choice among them."""
-    nonzero = jnp.any(_fixed_guesses(p, hint) != 0, -1)
-    fixed = jax.vmap(lambda yy, c, nz: fixed_point_result(p, yy, c, nz, rtol, atol))(
-        y, converged, nonzero
+def _fixed_result_stage(p: Point, y, nonzero, rtol, atol, max_steps) -> LowRankSolution:
+    """The fixed point at a converged Newton iterate of one guess, with its checks and
+    stability."""
+    return fixed_point_result(p, y, jnp.asarray(True), nonzero, rtol, atol)
+
+
+def _fixed_stage(p: Point, fixed: LowRankSolution, computed) -> _FixedStage:
+    """The choice among the fixed points of a point's guesses (`fixed`, one per guess,
+    evaluated where Newton converged: `computed`; zeros elsewhere)."""
+    fixed = eqx.tree_at(
+        lambda f: (f.kappa, f.bulk_radius, f.outlier),
+        fixed,
+        replace_fn=lambda x: jnp.where(computed.reshape(-1, *(1,) * (x.ndim - 1)), x, jnp.nan),
     )
-    f_ok = fixed.result == RESULTS.successful
+    f_ok = computed & (fixed.result == RESULTS.successful)
     f_nonzero = f_ok & (_size(fixed.kappa) > _tolerance(p))
     stable_kappa = f_nonzero & fixed.stable
     has_fp = jnp.any(stable_kappa)
@@ -167,9 +174,20 @@ def _fixed_stage(p: Point, hint, y, converged, rtol, atol, max_steps) -> _FixedS
     missing_fp = (zero_fp.bulk_radius < 1.0) & ~zero_fp.stable & ~jnp.any(f_nonzero)
     static_failed = ~has_fp & (~jnp.any(f_ok) | missing_fp)
     pick = jnp.where(has_fp, jnp.argmax(stable_kappa), ref)
-    largest = jnp.argmax(jnp.where(f_nonzero, _size(fixed.kappa), -1.0))
+    # The largest kappa != 0 root; of equal ones (+-kappa of a symmetric ensemble, equal
+    # to rounding) the one with kappa_1 > 0, so that rounding does not pick the branch.
+    size = jnp.where(f_nonzero, _size(fixed.kappa), -1.0)
+    tied = size >= (1.0 - 1e-6) * jnp.max(size)
+    positive = tied & (fixed.kappa[:, 0] > 0)
+    largest = jnp.argmax(jnp.where(jnp.any(positive), positive, tied))
+    chosen = jax.tree.map(lambda x: x[pick], fixed)
+    chosen = eqx.tree_at(
+        lambda c: c.result,
+        chosen,
+        RESULTS.where(f_ok[pick], chosen.result, RESULTS.static_not_converged),
+    )
     return _FixedStage(
-        chosen=jax.tree.map(lambda x: x[pick], fixed),
+        chosen=chosen,
         branch_kappa=jnp.where(jnp.any(f_nonzero), fixed.kappa[largest], 0.0),
         has_fp=has_fp,
         zero_stable=zero_stable,
@@ -240,7 +258,7 @@ def _queue(entries, residual, p: Point, extra, count, settings, slots, n_dev, le
             fn, y0.reshape(size * guesses, dim), (per_entry, nonzero.reshape(-1)),
             count[0] * guesses, rtol, atol, max_steps, slots, least_squares, stall,
         )
-        return y.reshape(size, guesses, dim), ok.reshape(size, guesses)
+        return y.reshape(size, guesses, dim), ok.reshape(size, guesses), nonzero
 
     if n_dev > 1:
         mesh, spec = _grid_mesh(n_dev)
@@ -272,7 +290,7 @@ _SMALL = contextvars.ContextVar("small_grid", default=False)
 # CPU the chaotic stages' two-point grids spill the caches in large chunks (zero_mean
 # 200^2, the chaotic finish: 128 points a call 3x slower than 32), while the static
 # ones pay a call's overhead in small ones.
-_CHUNK = {"cpu": {"static": 256, "chaos": 32}}
+_CHUNK = {"cpu": {"static": 2048, "chaos": 32}}
 _CHUNK_ACCELERATOR = {"static": 4096, "chaos": 4096}
 
 
@@ -302,7 +320,8 @@ def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, kind="static"):
         p = eqx.tree_at(point_arrays, flat, arrays)
         return _to_host(stage(fn, p, e, settings))
 
-    out = _in_parallel(chunk, range(0, padded, size), n_dev)
+    key = _signature(stage, fn, settings, size, n_dev, trees=(point_arrays(flat), flat, extra))
+    out = _in_parallel(chunk, range(0, padded, size), n_dev, key)
     return jax.tree.map(lambda *x: np.concatenate(x)[:n], *out)
 
 
@@ -315,16 +334,35 @@ def _workers(n_dev: int) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _in_parallel(call, items, n_dev: int) -> list:
+# Signatures of the stage and queue programs already run in this process (`_in_parallel`).
+_READY: set = set()
+
+
+def _signature(*parts, trees=()) -> tuple:
+    """A hashable key of a program's call: `parts` (functions, settings, sizes) and the
+    structure, trailing shapes and dtypes of `trees` (blocks differ in length only)."""
+    leaves, treedef = jax.tree.flatten(trees)
+    return (*parts, treedef, tuple((np.shape(x)[1:], np.result_type(x)) for x in leaves))
+
+
+def _in_parallel(call, items, n_dev: int, key=None) -> list:
     """`[call(item) for item in items]`, the calls after the first on a thread per core
-    (`_workers`): XLA releases the GIL while a program runs. The first runs alone, so a
-    program is compiled once, not once per thread."""
+    (`_workers`): XLA releases the GIL while a program runs. Unless the program `key`
+    ran before, the first call runs alone, so that it is compiled once, not once per
+    thread (and a small wave of Newton solves does not wait for it each time)."""
     items = list(items)
-    workers = min(_workers(n_dev), len(items) - 1)
+    workers = min(_workers(n_dev), len(items))
     if workers <= 1:
         return [call(x) for x in items]
+    if key is not None and key in _READY:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(call, items))
     first = call(items[0])
-    with ThreadPoolExecutor(workers) as pool:
+    if key is not None:
+        _READY.add(key)
+    if len(items) == 1:
+        return [first]
+    with ThreadPoolExecutor(min(workers, len(items) - 1)) as pool:
         return [first, *pool.map(call, items[1:])]
 
 
@@ -468,7 +506,7 @@ def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: 
             _chaos_guess_stage, flat, index[need], (hints[need], starts[need]), (), n_dev,
             "chaos",
         )
-    y, converged = _run_queue(
+    y, converged, _ = _run_queue(
         _chaos_entries, chaos_residual, flat, index, (hints, full), settings, n_dev, "chaos"
     )
     sol, tol = _run(
@@ -481,8 +519,8 @@ def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev, ki
                least_squares=False, stall=None):
     """`_queue` over the points `index` in blocks of at most a fixed size (one
     compilation), each device taking an equal share of a block. On a multi-core CPU
-    the blocks run side by side (`_in_parallel`): a small first block (it compiles),
-    then at least one block per core."""
+    the blocks run side by side (`_in_parallel`), at least one per core, after a small
+    first block where the program has not run yet (it compiles)."""
     capacity, slots = _QUEUE.get(jax.default_backend(), _QUEUE_ACCELERATOR)[kind]
     small = _SMALL.get()
     capacity = min(capacity, _SMALL_GRID) if small else capacity
@@ -490,8 +528,12 @@ def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev, ki
     capacity = per * n_dev
     run = ft.partial(_queue.pick(small), entries, residual, settings=settings, slots=slots, n_dev=n_dev,
                      least_squares=least_squares, stall=stall)
+    key = _signature(run.func, entries, residual, settings, slots, n_dev, least_squares, stall,
+                     capacity, trees=(flat, extra))
     workers = _workers(n_dev)
-    first = min(index.size, capacity, slots) if workers > 1 else min(index.size, capacity)
+    # A first block of `slots` problems compiles the program alone, unless it ran before.
+    solo = workers > 1 and key not in _READY
+    first = min(index.size, capacity, slots) if solo else 0
     rest = index.size - first
     blocks = -(-rest // capacity)
     blocks = -(-blocks // workers) * workers if rest else 0
@@ -510,23 +552,33 @@ def _run_queue(entries, residual, flat: Point, index, extra, settings, n_dev, ki
         if n_dev > 1:
             tree = _shard(tree, n_dev)
         arrays, e, c = jax.tree.map(jnp.asarray, tree)
-        y, ok = _to_host(run(eqx.tree_at(point_arrays, flat, arrays), e, c))
+        out = _to_host(run(eqx.tree_at(point_arrays, flat, arrays), e, c))
         back = np.concatenate([d * per + np.arange(share.size) for d, share in enumerate(shares)])
-        return y[back], ok[back]
+        return tuple(x[back] for x in out)
 
-    out = _in_parallel(block, zip(bounds[:-1], bounds[1:]), n_dev)
-    return np.concatenate([y for y, _ in out]), np.concatenate([ok for _, ok in out])
+    out = _in_parallel(block, zip(bounds[:-1], bounds[1:]), n_dev, key)
+    return tuple(np.concatenate(x) for x in zip(*out))
 
 
 def _fixed_points(flat: Point, index, hints, settings, n_dev) -> _FixedStage:
     """Fixed points at the points `index` (`_fixed_guesses`, with `hints`)."""
     rtol, atol, max_steps = settings
     quick = (rtol, atol, min(max_steps, QUICK_NEWTON_STEPS))
-    y, converged = _run_queue(
+    y, converged, nonzero = _run_queue(
         _fixed_entries, static_residual, flat, index, (hints,), quick, n_dev, "fixed",
         flat.rank >= 2, _FIXED_STALL,
     )
-    return _run(_fixed_stage, flat, index, (hints, y, converged), settings, n_dev)
+    # Checks and stability of the converged guesses only (most guesses find no root).
+    rows, guess = np.nonzero(converged)
+    if rows.size == 0:  # one evaluation for the results' structure, masked anyway
+        rows, guess = np.zeros(1, int), np.zeros(1, int)
+    part = _run(
+        _fixed_result_stage, flat, index[rows], (y[rows, guess], nonzero[rows, guess]),
+        settings, n_dev,
+    )
+    fixed = jax.tree.map(lambda x: np.zeros(converged.shape + x.shape[1:], x.dtype), part)
+    fixed = jax.tree.map(lambda full, x: _scatter(full, (rows, guess), x), fixed, part)
+    return _run(_fixed_stage, flat, index, (fixed, converged), (), n_dev)
 
 
 def phase_diagram(
