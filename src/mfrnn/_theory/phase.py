@@ -140,11 +140,28 @@ def _fixed_guesses(p: Point, hint) -> Float[Array, "guesses rank"]:
     return jnp.concatenate([guesses, third, guesses[1:] / 10.0])
 
 
-def _fixed_entries(p: Point, hint):
-    """Newton starts (kappa, D) of the fixed-point guesses of one point, and whether
-    each is a kappa != 0 solve."""
+def _mirror_sources(rank: int) -> np.ndarray:
+    """For each of `_fixed_guesses`, the guess it is the negative of (-1: none)."""
+    source = np.full(1 + 6 * rank, -1)
+    for first in (1, 1 + 2 * rank, 1 + 4 * rank):  # [+kappa (rank), -kappa (rank)] groups
+        source[first + rank : first + 2 * rank] = np.arange(first, first + rank)
+    return source
+
+
+def _fixed_entries(p: Point, hint, odd):
+    """Newton starts (kappa, D) of the fixed-point guesses of one point, whether each is
+    a kappa != 0 solve, and, where the point is `odd` (kappa -> -kappa maps its roots
+    to roots), the guess whose root, negated, is each one's (-1: solve it)."""
     ks = _fixed_guesses(p, hint)
-    return jax.vmap(lambda k: fixed_point_start(p, k, False))(ks), jnp.any(ks != 0, -1)
+    starts = jax.vmap(lambda k: fixed_point_start(p, k, False))(ks)
+    return starts, jnp.any(ks != 0, -1), jnp.where(odd, _mirror_sources(p.rank), -1)
+
+
+def _odd_points(flat: Point) -> np.ndarray:
+    """Per point: whether kappa -> -kappa maps the fixed points to fixed points (odd
+    phi, no bias, no input: mu and the kappa map are odd in kappa, Delta even)."""
+    odd = (np.asarray(flat.bias) == 0) & np.all(np.asarray(flat.inputs) == 0, -1)
+    return odd & _is_odd(flat.phi)
 
 
 def _fixed_result_stage(p: Point, y, nonzero, rtol, atol, max_steps) -> LowRankSolution:
@@ -246,19 +263,33 @@ def _queue(entries, residual, p: Point, extra, count, settings, slots, n_dev, le
 
     def local(arrays, extra, count):
         one = lambda a, e: entries(eqx.tree_at(point_arrays, p, a), *e)
-        y0, nonzero = jax.vmap(one)(arrays, extra)
+        y0, nonzero, *source = jax.vmap(one)(arrays, extra)
         size, guesses, dim = y0.shape
         per_entry = jax.tree.map(lambda x: jnp.repeat(x, guesses, 0), arrays)
+        # Problems of the first `count` points, those with a mirror source left out.
+        valid = jnp.repeat(jnp.arange(size) < count[0], guesses)
+        active = valid & (source[0].reshape(-1) < 0) if source else valid
+        order = jnp.argsort(~active, stable=True)
 
         def fn(y, args):
             a, nz = args
             return residual(y, (eqx.tree_at(point_arrays, p, a), nz))
 
+        problems = jax.tree.map(lambda x: x[order], (per_entry, nonzero.reshape(-1)))
         y, ok, _ = queued_newton(
-            fn, y0.reshape(size * guesses, dim), (per_entry, nonzero.reshape(-1)),
-            count[0] * guesses, rtol, atol, max_steps, slots, least_squares, stall,
+            fn, y0.reshape(size * guesses, dim)[order], problems, jnp.sum(active),
+            rtol, atol, max_steps, slots, least_squares, stall,
         )
-        return y.reshape(size, guesses, dim), ok.reshape(size, guesses), nonzero
+        back = jnp.argsort(order)
+        y, ok = y[back].reshape(size, guesses, dim), ok[back].reshape(size, guesses)
+        if source:  # the negated root of the source guess (kappa -> -kappa)
+            mirrored = source[0] >= 0
+            src = jnp.maximum(source[0], 0)
+            sign = jnp.where(jnp.arange(dim) < p.rank, -1.0, 1.0).astype(y.dtype)
+            pick = jax.vmap(lambda x, i: x[i])
+            y = jnp.where(mirrored[..., None], pick(y, src) * sign[None, None], y)
+            ok = jnp.where(mirrored, pick(ok, src), ok)
+        return y, ok, nonzero
 
     if n_dev > 1:
         mesh, spec = _grid_mesh(n_dev)
@@ -564,8 +595,9 @@ def _fixed_points(flat: Point, index, hints, settings, n_dev) -> _FixedStage:
     """Fixed points at the points `index` (`_fixed_guesses`, with `hints`)."""
     rtol, atol, max_steps = settings
     quick = (rtol, atol, min(max_steps, QUICK_NEWTON_STEPS))
+    odd = _odd_points(flat)[index]
     y, converged, nonzero = _run_queue(
-        _fixed_entries, static_residual, flat, index, (hints,), quick, n_dev, "fixed",
+        _fixed_entries, static_residual, flat, index, (hints, odd), quick, n_dev, "fixed",
         flat.rank >= 2, _FIXED_STALL,
     )
     # Checks and stability of the converged guesses only (most guesses find no root).
