@@ -483,9 +483,10 @@ def _patch(first, index, part):
 # Retries: rounds with the nearest converged grid neighbours' solutions as guesses.
 _RETRY_ROUNDS = 2
 # Newton queues (`queued_newton`): points per compiled call, and slots.
-# Per stage. On CPU many chaotic slots spill the caches (zero_mean 200^2: 16-64 slots
-# 6.6-7.5 s, 128 slots 9.4 s, 256 slots 13.7 s); static slots matter little (64-1024).
-_QUEUE = {"cpu": {"fixed": (2048, 64), "chaos": (2048, 32)}}
+# Per stage. On CPU a chaotic wave's slowest problem sets its iterations, each costing
+# all slots: few slots waste least on the small waves (chaotic queue, mixture_input
+# 100^2: 32 slots 1.4 s, 16 1.2-1.35 s, 8 1.1 s); static slots matter little (64-1024).
+_QUEUE = {"cpu": {"fixed": (2048, 64), "chaos": (2048, 8)}}
 _QUEUE_ACCELERATOR = {"fixed": (65536, 8192), "chaos": (32768, 4096)}
 # Chaotic solves from coarse guesses on every _SEED_STRIDE-th grid point per axis; the
 # others start from a converged neighbour within two cells (`_neighbours`).
