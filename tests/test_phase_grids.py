@@ -5,6 +5,7 @@ without an eigensolver."""
 import importlib.util
 import pathlib
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,6 +88,31 @@ def test_labels_agree_with_an_independent_scipy_loop():
     assert both.sum() >= 30
     assert set(ours[both].tolist()) == {0, 1, 2, 3}
     np.testing.assert_array_equal(ours[both], theirs[both])
+    # Odd phi, no bias, no input: the -kappa guesses take the +kappa roots negated. A
+    # bias of 1e-300 breaks the symmetry for the code, not for the numbers: full solves.
+    biased = mfrnn.phase_diagram(eqx.tree_at(lambda e: e.bias, ens, jnp.asarray(1e-300)), throw=False)
+    np.testing.assert_array_equal(np.asarray(biased.phase), ours)
+    for name in ("kappa", "delta0", "delta_inf", "outlier"):
+        np.testing.assert_allclose(getattr(biased, name), getattr(pd, name), rtol=1e-9, atol=1e-12)
+
+
+def test_biased_kappa_zero_chaos_is_the_random_network():
+    # Zero-mean n: kappa = 0 solves the kappa equation for any bias, so the kappa = 0
+    # chaotic state is the biased random network's (its own DMFT equations and code).
+    # The default rule and the accuracy test's grid shape (its compiled programs).
+    g = np.linspace(0.2, 3.0, 10)
+    s = np.linspace(0.0, 5.0, 10)
+    G, S = np.meshgrid(g, s, indexing="ij")
+    ens = mfrnn.LowRankEnsemble.rank_one(
+        sigma_mn=jnp.asarray(S), sigma_m=2.0, sigma_n=3.0, g=jnp.asarray(G), bias=0.3
+    )
+    pd = mfrnn.phase_diagram(ens)
+    assert bool(jnp.all(pd.success))
+    where = np.asarray(pd.phase) == 2
+    assert where.sum() >= 10
+    scs = mfrnn.solve_dmft(mfrnn.GaussianEnsemble(jnp.asarray(G[where]), 0.3))
+    np.testing.assert_allclose(np.asarray(pd.delta0)[where][:, 0], scs.delta0, rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(pd.delta_inf)[where][:, 0], scs.delta_inf, rtol=1e-7)
 
 
 def test_failed_cells_get_their_own_label_and_nan(capsys):

@@ -429,9 +429,10 @@ def _is_odd(phi) -> bool:
 
 
 def _random_field_keys(flat: Point):
-    """Per point: whether kappa = 0 solves the kappa equation exactly (odd phi, zero
-    mean drive and no input covariance with n at kappa = 0), and the statistics the
-    kappa = 0 chaotic state depends on then: g, fractions and the input variances."""
+    """Per point: whether kappa = 0 solves the kappa equation exactly (no input
+    covariance with n at kappa = 0, and zero-mean n or an odd phi at zero mean drive),
+    and the statistics the kappa = 0 chaotic state depends on then: g, fractions, the
+    mean drive and the input variances."""
     idx = loading_index(flat.rank, flat.n_inputs)
     i_I, i_n = np.array(idx["I"], dtype=int), np.array(idx["n"])
     u = flat.inputs[:, None, :]  # (N, 1, S)
@@ -440,8 +441,11 @@ def _random_field_keys(flat: Point):
     k_n0 = np.einsum("bprs,bs->bpr", cov_nI, flat.inputs)
     cov_II = flat.covs[..., i_I, :][..., i_I]
     L0 = np.einsum("bs,bpst,bt->bp", flat.inputs, cov_II, flat.inputs)
-    zero_root = np.all(mu0 == 0, -1) & np.all(k_n0 == 0, (-2, -1)) & _is_odd(flat.phi)
-    keys = np.concatenate([flat.g[:, None], flat.fractions, L0], axis=1)
+    # kappa = 0 gives sum_p alpha_p (a_n <phi> + k_n <phi'>) with a_n the means of n.
+    centred_n = np.all(flat.means[..., i_n] == 0, (-2, -1))
+    odd_at_zero = np.all(mu0 == 0, -1) & _is_odd(flat.phi)
+    zero_root = np.all(k_n0 == 0, (-2, -1)) & (centred_n | odd_at_zero)
+    keys = np.concatenate([flat.g[:, None], flat.fractions, mu0, L0], axis=1)
     return zero_root, keys
 
 
