@@ -215,9 +215,9 @@ def _two_point_trapezoid(values, mu, delta0, delta, order: int, derivatives: boo
     """`E f(a) f(b)` for every f of `values(x) -> tuple`, on the adaptive grid above;
     with `derivatives` also d/d(mu, delta0, delta) of each, on the same grid."""
     mu, delta0, delta = _as_arrays(mu, delta0, delta)
-    x, w, zeta, _, seg, z, weight, flip, _, _, root_a, root_v = _adaptive_grid(
-        mu, delta0, delta, order
-    )
+    grid = _adaptive_grid(mu, delta0, delta, order)
+    x, w, zeta, seg, z, weight = grid.x, grid.w, grid.zeta, grid.seg, grid.z, grid.weight
+    flip, root_a, root_v = grid.flip, grid.root_a, grid.root_v
     chunks = seg.shape[0]
     a2 = jnp.abs(delta)
     fs = values(x)
