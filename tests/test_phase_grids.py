@@ -115,6 +115,28 @@ def test_biased_kappa_zero_chaos_is_the_random_network():
     np.testing.assert_allclose(np.asarray(pd.delta_inf)[where][:, 0], scs.delta_inf, rtol=1e-7)
 
 
+def test_positive_rates_near_onset():
+    # phi = 1 + tanh(x - 1): a large static variance over a small temporal one near the
+    # onset, where a guess on the coarse rule sends Newton away (those cells failed).
+    g = np.linspace(2.2, 2.6, 6)
+    s = np.linspace(0.3, 2.9, 6)
+    G, S = np.meshgrid(g, s, indexing="ij")
+    phi = mfrnn.ShiftedTanh(1.0, order=61)
+    ens = mfrnn.LowRankEnsemble.rank_one(
+        sigma_mn=jnp.asarray(S), sigma_m=2.0, sigma_n=3.0, g=jnp.asarray(G), phi=phi
+    )
+    pd = mfrnn.phase_diagram(ens)
+    assert bool(jnp.all(pd.success))
+    where = np.asarray(pd.phase) == 2
+    assert where.sum() >= 10
+    # The random network's state, its own code at 301 nodes; 61 nodes are good to ~1e-4
+    # at these variances (Delta0 ~ 5-8; 4e-3 at 10).
+    scs = mfrnn.solve_dmft(mfrnn.GaussianEnsemble(jnp.asarray(G[where]), phi=mfrnn.ShiftedTanh(1.0)))
+    np.testing.assert_allclose(np.asarray(pd.delta0)[where][:, 0], scs.delta0, rtol=1e-3)
+    q = np.asarray(pd.delta0 - pd.delta_inf)[where][:, 0]
+    np.testing.assert_allclose(q, scs.delta0 - scs.delta_inf, rtol=2e-3)
+
+
 def test_failed_cells_get_their_own_label_and_nan(capsys):
     ens = mfrnn.LowRankEnsemble.rank_one(
         sigma_mn=jnp.array([0.5, 2.5]), sigma_n=3.0, g=jnp.array([2.5, 2.5]), phi=PHI

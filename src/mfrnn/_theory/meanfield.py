@@ -490,15 +490,17 @@ def fixed_point_result(p: Point, y, converged, nonzero, rtol, atol) -> LowRankSo
     )
 
 
-def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8):
-    """(D_inf, log q) with kappa held at its guess, on a coarse rule. Above onset the
+def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8, order: int | None = 41):
+    """(D_inf, log q) with kappa held at its guess, on a rule of at most `order` nodes
+    (None: the point's own; a retry, where the coarse rule's error, amplified by 1/q
+    near onset, sent Newton away from the root). Above onset the
     energy balance / q^2 is > 0 as q -> 0 and -> -inf as q grows; the chaotic q is its
     largest sign change. At small q the balance is a difference of nearly equal
     averages divided by q^2, so a rule's error can flip its sign there: scan q
     downwards on a log grid for the first positive value, then bisect that bracket.
     D_inf follows by Newton steps warm-started along the way (fixed-length scans: no
     nested loops)."""
-    p = jax.lax.stop_gradient(coarse(p))
+    p = jax.lax.stop_gradient(p if order is None else coarse(p, order))
     kappa0 = jax.lax.stop_gradient(kappa0)
     st = stats(p, kappa0)
     d_start = initial_random_variance(p, kappa0)
@@ -585,11 +587,14 @@ def chaos_result(p: Point, y, converged, nonzero, atol) -> LowRankSolution:
     nonzero branch, and q clear of 0."""
     R = p.rank
     kappa, d_inf, q = y[:R], y[R], jnp.exp(y[R + 1])
-    residual = jnp.max(jnp.abs(chaos_residual(y, (p, nonzero))))
+    r = chaos_residual(y, (p, nonzero))
+    residual = jnp.max(jnp.abs(r))
     ok = converged & jnp.all(jnp.isfinite(y))
     ok = ok & (d_inf >= -atol) & ~(nonzero & (jnp.sum(kappa**2) < 1e-12))
-    # q -> 0 is the static root in disguise (energy / q^2 underflows): not chaos.
-    ok = ok & (q > 1e-10 * (1.0 + jnp.abs(d_inf)))
+    # q -> 0 is the static root in disguise: D_inf's equation holds only to O(q) there,
+    # and -V'(D_inf) / q stays O(1) (g^2 <phi'^2> - 1) / 2 in the balance. At a chaotic
+    # root it is the Newton tolerance over q.
+    ok = ok & (q > 1e-10 * (1.0 + jnp.abs(d_inf))) & (jnp.abs(r[R]) <= 1e-2 * q)
     return _chaos_solution(p, kappa, d_inf, q, residual, ok)
 
 

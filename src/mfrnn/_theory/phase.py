@@ -230,16 +230,26 @@ def _chaos_kappas(p: Point, hint) -> Float[Array, "guesses rank"]:
     return hint[None] if p.rank == 1 else jnp.concatenate([ks, hint[None]])
 
 
-def _chaos_guess_stage(p: Point, hint, start) -> Float[Array, "guesses 2"]:
-    """Starts (delta_inf of the first population, q) for each kappa guess: the coarse
-    guess, or `start` for the hint where it is finite. A program of its own: points
-    that start from a converged neighbour (most of a grid) skip it."""
+def _guess_starts(p: Point, hint, start, order: int | None):
     ks = _chaos_kappas(p, hint)
-    d_inf, log_q = jax.vmap(lambda k: chaos_guess(p, k))(ks)
+    d_inf, log_q = jax.vmap(lambda k: chaos_guess(p, k, order=order))(ks)
     L = jax.vmap(lambda k: stats(p, k).L[0])(ks)
     starts = jnp.stack([d_inf + L, jnp.exp(log_q)], -1)
     given = jnp.all(jnp.isfinite(start))
     return starts.at[-1].set(jnp.where(given, start, starts[-1]))
+
+
+def _chaos_guess_stage(p: Point, hint, start) -> Float[Array, "guesses 2"]:
+    """Starts (delta_inf of the first population, q) for each kappa guess: the coarse
+    guess, or `start` for the hint where it is finite. A program of its own: points
+    that start from a converged neighbour (most of a grid) skip it."""
+    return _guess_starts(p, hint, start, 41)
+
+
+def _chaos_fine_guess_stage(p: Point, hint, start) -> Float[Array, "guesses 2"]:
+    """As `_chaos_guess_stage` on the point's own rule: the last retry of points whose
+    solves failed (compiled only where some did)."""
+    return _guess_starts(p, hint, start, None)
 
 
 def _chaos_entries(p: Point, hint, starts):
@@ -318,11 +328,11 @@ def _stage(fn, p: Point, extra, settings):
 _SMALL_GRID = 64
 _SMALL = contextvars.ContextVar("small_grid", default=False)
 # Points per compiled call of a stage without Newton loops (those run in queues). On
-# CPU the chaotic stages' two-point grids spill the caches in large chunks (zero_mean
-# 200^2, the chaotic finish: 128 points a call 3x slower than 32), while the static
-# ones pay a call's overhead in small ones.
-_CHUNK = {"cpu": {"static": 2048, "chaos": 32}}
-_CHUNK_ACCELERATOR = {"static": 4096, "chaos": 4096}
+# CPU the chaotic guesses waste most on padding in large chunks (their calls are small
+# and each point costs ~1 ms), while the static stages pay a call's overhead in small
+# ones (256 points a call: 3x slower than 2048). Retries are few.
+_CHUNK = {"cpu": {"static": 2048, "chaos": 32, "retry": 8}}
+_CHUNK_ACCELERATOR = {"static": 4096, "chaos": 4096, "retry": 4096}
 
 
 def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, kind="static"):
@@ -373,7 +383,8 @@ def _signature(*parts, trees=()) -> tuple:
     """A hashable key of a program's call: `parts` (functions, settings, sizes) and the
     structure, trailing shapes and dtypes of `trees` (blocks differ in length only)."""
     leaves, treedef = jax.tree.flatten(trees)
-    return (*parts, treedef, tuple((np.shape(x)[1:], np.result_type(x)) for x in leaves))
+    dtype = lambda x: x.dtype if hasattr(x, "dtype") else np.result_type(x)
+    return (*parts, treedef, tuple((np.shape(x)[1:], dtype(x)) for x in leaves))
 
 
 def _in_parallel(call, items, n_dev: int, key=None) -> list:
@@ -530,17 +541,19 @@ def _chaos_pick(sol, tol, nonzero: bool):
     return jax.tree.map(lambda x: x[rows, pick], sol), np.any(ok, 1)
 
 
-def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: bool):
+def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: bool,
+                   fine: bool = False):
     """Chaotic solves at the points `index` from kappa `hints` and (delta_inf, q)
-    `starts` (NaN: the coarse guess, computed for those points only). Returns the
-    picked solutions, whether each converged, and each point's kappa tolerance."""
+    `starts` (NaN: the coarse guess, or with `fine` one on the point's own rule,
+    computed for those points only). Returns the picked solutions, whether each
+    converged, and each point's kappa tolerance."""
     guesses = 1 if flat.rank == 1 else flat.rank + 1
     full = np.broadcast_to(starts[:, None, :], (index.size, guesses, 2)).copy()
     need = np.nonzero((guesses > 1) | ~np.all(np.isfinite(starts), -1))[0]
     if need.size:
         full[need] = _run(
-            _chaos_guess_stage, flat, index[need], (hints[need], starts[need]), (), n_dev,
-            "chaos",
+            _chaos_fine_guess_stage if fine else _chaos_guess_stage, flat, index[need],
+            (hints[need], starts[need]), (), n_dev, "retry" if fine else "chaos",
         )
     y, converged, _ = _run_queue(
         _chaos_entries, chaos_residual, flat, index, (hints, full), settings, n_dev, "chaos"
@@ -731,9 +744,9 @@ def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, th
         kappa = np.zeros((size, R), dtype)
         start = np.full((size, 2), np.nan, dtype)
 
-        def attempt(rows, h, s0):
+        def attempt(rows, h, s0, fine=False):
             nonlocal sol, found, tol
-            part = _solve_chaotic(flat, index[rows], h, s0, settings, n_dev, nonzero)
+            part = _solve_chaotic(flat, index[rows], h, s0, settings, n_dev, nonzero, fine)
             if sol is None:
                 sol = jax.tree.map(lambda x: np.repeat(x[:1], n, 0), part[0])
             sol, found, tol = _patch((sol, found, tol), rows, part)
@@ -769,6 +782,9 @@ def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, th
             if not np.any(nb >= 0):
                 break
             attempt(bad[nb >= 0], kappa[nb[nb >= 0]], start[nb[nb >= 0]])
+        bad = np.nonzero(~found)[0]
+        if bad.size:  # last: guesses on the points' own rule
+            attempt(bad, hints[bad], no_start[bad], fine=True)
         return sol, found, tol
 
     zero_root, keys = _random_field_keys(flat)
@@ -789,6 +805,12 @@ def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, th
         reps = shared[first]
         held = (np.full((reps.size, R), np.nan, dtype), np.full((reps.size, 2), np.nan, dtype))
         zero, ok, _ = _solve_chaotic(no_n, reps, *held, settings, n_dev, nonzero=False)
+        if not np.all(ok):  # guesses on the points' own rule
+            bad = np.nonzero(~ok)[0]
+            part = _solve_chaotic(
+                no_n, reps[bad], *(x[bad] for x in held), settings, n_dev, False, fine=True
+            )
+            zero, ok = _patch((zero, ok), bad, part[:2])
         with np.errstate(invalid="ignore"):
             q = zero.delta0[:, 0] - zero.delta_inf[:, 0]
         extra = tuple(x[inverse] for x in (zero.delta_inf[:, 0], q, zero.residual, ok))
