@@ -329,21 +329,7 @@ _GAP_FUNCTIONS = (PhiFunction.Phi, PhiFunction.phi, PhiFunction.dphi, PhiFunctio
 
 @_energy_gap_adaptive.def_jvp
 def _energy_gap_adaptive_jvp(primals, tangents, *, order):
-    phi, mu, delta0, delta = primals
-    t_phi, *t_args = tangents
-    values = lambda x: phi.functions(x, _GAP_FUNCTIONS)
-    out, slopes = _energy_gap_trapezoid(values, mu, delta0, delta, order, derivatives=True)
-    t_out = []
-    for slope in slopes:
-        terms = [s * t for s, t in zip(slope, t_args) if t is not None]
-        t_out.append(sum(terms) if terms else jnp.zeros_like(slope[0]))
-    if any(t is not None for t in jax.tree.leaves(t_phi)):  # e.g. ShiftedTanh's theta
-        fn = lambda p: _energy_gap_trapezoid(
-            lambda x: p.functions(x, _GAP_FUNCTIONS), mu, delta0, delta, order
-        )
-        _, t_phi_out = eqx.filter_jvp(fn, (phi,), (t_phi,))
-        t_out = [a + b for a, b in zip(t_out, t_phi_out)]
-    return out, tuple(t_out)
+    return _jvp_on_grid(_energy_gap_trapezoid, _GAP_FUNCTIONS, primals, tangents, order)
 
 
 @jax.custom_jvp
@@ -366,11 +352,16 @@ def _two_point_adaptive(phi, mu, delta0, delta, *, which, order):
 
 @_two_point_adaptive.def_jvp
 def _two_point_adaptive_jvp(primals, tangents, *, which, order):
-    # The derivatives on the rule's own grid: a few more sums in the forward pass and
-    # scalars to store for reverse mode, instead of transposing the grid's gathers.
+    return _jvp_on_grid(_two_point_trapezoid, which, primals, tangents, order)
+
+
+def _jvp_on_grid(rule, which, primals, tangents, order: int):
+    """The JVP of an adaptive-grid `rule` from the derivatives it computes on its own
+    grid: a few more sums in the forward pass and scalars to store for reverse mode,
+    instead of transposing the grid's gathers. phi's own parameters by autodiff."""
     phi, mu, delta0, delta = primals
     t_phi, *t_args = tangents
-    out, slopes = _two_point_trapezoid(
+    out, slopes = rule(
         lambda x: phi.functions(x, which), mu, delta0, delta, order, derivatives=True
     )
     t_out = []
@@ -378,7 +369,7 @@ def _two_point_adaptive_jvp(primals, tangents, *, which, order):
         terms = [s * t for s, t in zip(slope, t_args) if t is not None]
         t_out.append(sum(terms) if terms else jnp.zeros_like(slope[0]))
     if any(t is not None for t in jax.tree.leaves(t_phi)):  # e.g. ShiftedTanh's theta
-        fn = lambda p: _two_point_trapezoid(lambda x: p.functions(x, which), mu, delta0, delta, order)
+        fn = lambda p: rule(lambda x: p.functions(x, which), mu, delta0, delta, order)
         _, t_phi_out = eqx.filter_jvp(fn, (phi,), (t_phi,))
         t_out = [a + b for a, b in zip(t_out, t_phi_out)]
     return out, tuple(t_out)

@@ -140,21 +140,18 @@ def _fixed_guesses(p: Point, hint) -> Float[Array, "guesses rank"]:
     return jnp.concatenate([guesses, third, guesses[1:] / 10.0])
 
 
-def _mirror_sources(rank: int) -> np.ndarray:
-    """For each of `_fixed_guesses`, the guess it is the negative of (-1: none)."""
-    source = np.full(1 + 6 * rank, -1)
-    for first in (1, 1 + 2 * rank, 1 + 4 * rank):  # [+kappa (rank), -kappa (rank)] groups
-        source[first + rank : first + 2 * rank] = np.arange(first, first + rank)
-    return source
-
-
 def _fixed_entries(p: Point, hint, odd):
     """Newton starts (kappa, D) of the fixed-point guesses of one point, whether each is
     a kappa != 0 solve, and, where the point is `odd` (kappa -> -kappa maps its roots
-    to roots), the guess whose root, negated, is each one's (-1: solve it)."""
+    to roots), the earlier guess whose negative each one is, whose root negated is its
+    own (-1: solve it)."""
     ks = _fixed_guesses(p, hint)
     starts = jax.vmap(lambda k: fixed_point_start(p, k, False))(ks)
-    return starts, jnp.any(ks != 0, -1), jnp.where(odd, _mirror_sources(p.rank), -1)
+    nonzero = jnp.any(ks != 0, -1)
+    earlier = jnp.arange(ks.shape[0])[None, :] < jnp.arange(ks.shape[0])[:, None]
+    negated = jnp.all(ks[None, :, :] == -ks[:, None, :], -1) & earlier & nonzero[:, None]
+    source = jnp.where(jnp.any(negated, 1), jnp.argmax(negated, 1), -1)
+    return starts, nonzero, jnp.where(odd, source, -1)
 
 
 def _odd_points(flat: Point) -> np.ndarray:
