@@ -585,7 +585,7 @@ class AbstractQuadratureNonlinearity(AbstractNonlinearity):
     def gaussian_energy_gap(self, mu, delta0, delta):
         """As [`mfrnn.AbstractNonlinearity.gaussian_energy_gap`][], on the trapezoid
         rule by one adaptive two-point grid (the variance of Phi's residual after
-        projecting out the affine part), 13 times cheaper than the integral form."""
+        projecting out the affine part) instead of the integral form's 13."""
         if self.rule != QuadratureRule.trapezoid:
             return super().gaussian_energy_gap(mu, delta0, delta)
         return _energy_gap_adaptive(self, mu, delta0, delta, order=self.order)  # pyright: ignore
