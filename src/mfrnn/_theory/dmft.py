@@ -67,7 +67,7 @@ def _static_branch(args, rtol, atol, max_steps):
     """The static branch continued from g -> 0: the smallest root `Delta0 >= s_I^2` of
     `Delta0 - g^2 <phi^2> - s_I^2`. Newton from the g -> 0 end can leave the branch (the
     residual is not monotone above onset), so the root is bracketed on a geometric grid,
-    narrowed by bisection and polished by Newton inside the bracket."""
+    narrowed by bisection and polished by Newton."""
     g, b, s2, phi = args
     f0 = _static_residual(s2, args)
     trivial = f0 == 0  # s_I = 0 and phi(b) = 0: x = b is a fixed point
@@ -78,19 +78,21 @@ def _static_branch(args, rtol, atol, max_steps):
     k = jnp.argmax(positive)
     lower = jnp.where(k == 0, jax.lax.stop_gradient(s2), grid[jnp.maximum(k - 1, 0)])
     upper = grid[k]
-    coarse = optx.root_find(
-        _static_residual,
-        optx.Bisection(rtol=1e-6, atol=atol, flip=False),  # f(lower) < 0 < f(upper)
-        0.5 * (lower + upper),
-        args=jax.lax.stop_gradient(args),
-        options=dict(lower=lower, upper=upper),
-        max_steps=200,
-        throw=False,
-    )
+    # Narrowed by 24 bisections (the bracket is 12 % wide: to ~1e-8) in a plain loop,
+    # not differentiated: cheaper to trace than a root find.
+    frozen = jax.lax.stop_gradient(args)
+
+    def bisect(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        up = _static_residual(mid, frozen) > 0
+        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
+
+    lo, hi = jax.lax.fori_loop(0, 24, bisect, (lower, upper))
     fine = optx.root_find(
         _static_residual,
         optx.Newton(rtol, atol),
-        jax.lax.stop_gradient(coarse.value),
+        0.5 * (lo + hi),
         args=args,
         options=dict(lower=lower, upper=upper),
         max_steps=max_steps,
@@ -106,39 +108,42 @@ def _inf_residual(d_inf, args):
     return d_inf - g**2 * phi.gaussian_correlation(b, d_inf + q, d_inf) - s2
 
 
-def _reduced_energy(log_q, args):
-    # Energy balance / q^2 with Delta_inf eliminated; -> (g^2 <phi'^2> - 1) / 2 > 0 as
-    # q -> 0 above onset and -> -inf as q -> inf, so it brackets the chaotic root.
-    g, b, s2, phi, d_start = args
-    q = jnp.exp(log_q)
-    d_inf = optx.root_find(
-        _inf_residual, optx.Newton(1e-6, 1e-8), d_start, args=(g, b, s2, phi, q),
-        max_steps=16, throw=False,
-    ).value
-    return _chaos_residual(jnp.stack([d_inf, log_q]), (g, b, s2, phi))[1]
-
-
-def _chaos_guess(args, d_static):
-    """Initial (Delta_inf, q) for the chaotic Newton solve: bisection in log q on the
-    reduced energy balance. Not differentiated; the Newton polish carries the gradient."""
+def _chaos_guess(args, d_static, scan: int = 12, steps: int = 8):
+    """Initial (Delta_inf, q) for the chaotic Newton solve, not differentiated (the
+    Newton polish carries the gradient). The energy balance / q^2 with Delta_inf
+    eliminated is > 0 as q -> 0 above onset and -> -inf as q grows: scan log q
+    downwards for the first positive value, then bisect that bracket. Delta_inf follows
+    by Newton steps warm-started along the way. One fixed-length loop body, no nested
+    root finds: this guess is most of a single point's tracing and compile time."""
     g, b, s2, phi = args
     scale = 1.0 + d_static + g**2
-    log_q = optx.root_find(
-        _reduced_energy,
-        # A rough bracket suffices: Newton polishes. flip: decreasing, no runtime check.
-        optx.Bisection(rtol=2e-2, atol=2e-2, flip=True),
-        jnp.log(scale),
-        args=(g, b, s2, phi, d_static),
-        options=dict(lower=jnp.log(1e-4 * scale), upper=jnp.log(1e3 * scale)),
-        max_steps=100,
-        throw=False,
-    ).value
-    q = jnp.exp(log_q)
-    d_inf = optx.root_find(
-        _inf_residual, optx.Newton(1e-6, 1e-8), d_static, args=(g, b, s2, phi, q),
-        max_steps=16, throw=False,
-    ).value
-    return d_inf, q
+    d_max = 10.0 * scale
+
+    def inf_newton(d, q):
+        residual = lambda x: _inf_residual(x, (g, b, s2, phi, q))
+        r, dr = jax.jvp(residual, (d,), (jnp.ones_like(d),))
+        step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
+        return jnp.clip(d - step, 0.0, d_max)
+
+    lo, hi = jnp.log(1e-4 * scale), jnp.log(1e3 * scale)
+    spacing = (hi - lo) / (scan - 1)
+
+    def body(carry, i):
+        d, found, lo_, hi_ = carry
+        log_q = jnp.where(i < scan, hi - i * spacing, 0.5 * (lo_ + hi_))
+        q = jnp.exp(log_q)
+        # The first point (the top of the grid) gets more steps from its start.
+        d = jax.lax.fori_loop(0, jnp.where(i == 0, 12, 3), lambda _, x: inf_newton(x, q), d)
+        up = _chaos_residual(jnp.stack([d, log_q]), args)[1] > 0  # the root lies above
+        scanning = i < scan
+        first = scanning & up & ~found
+        lo_ = jnp.where(first, log_q, jnp.where(scanning | ~up, lo_, log_q))
+        hi_ = jnp.where(first, log_q + spacing, jnp.where(scanning | up, hi_, log_q))
+        return (d, found | first, lo_, hi_), None
+
+    carry = (d_static, jnp.asarray(False), lo, lo)
+    (d, _, lo, hi), _ = jax.lax.scan(body, carry, jnp.arange(scan + steps))
+    return d, jnp.exp(0.5 * (lo + hi))
 
 
 # Quadrature order of the rule the chaotic initial guess is found with (a 5x coarser
