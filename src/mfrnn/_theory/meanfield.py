@@ -492,8 +492,7 @@ def fixed_point_result(p: Point, y, converged, nonzero, rtol, atol) -> LowRankSo
 
 def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8, order: int | None = 41):
     """(D_inf, log q) with kappa held at its guess, on a rule of at most `order` nodes
-    (None: the point's own; a retry, where the coarse rule's error, amplified by 1/q
-    near onset, sent Newton away from the root). Above onset the
+    (None: the point's own). Above onset the
     energy balance / q^2 is > 0 as q -> 0 and -> -inf as q grows; the chaotic q is its
     largest sign change. At small q the balance is a difference of nearly equal
     averages divided by q^2, so a rule's error can flip its sign there: scan q

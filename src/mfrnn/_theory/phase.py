@@ -227,26 +227,16 @@ def _chaos_kappas(p: Point, hint) -> Float[Array, "guesses rank"]:
     return hint[None] if p.rank == 1 else jnp.concatenate([ks, hint[None]])
 
 
-def _guess_starts(p: Point, hint, start, order: int | None):
-    ks = _chaos_kappas(p, hint)
-    d_inf, log_q = jax.vmap(lambda k: chaos_guess(p, k, order=order))(ks)
-    L = jax.vmap(lambda k: stats(p, k).L[0])(ks)
-    starts = jnp.stack([d_inf + L, jnp.exp(log_q)], -1)
-    given = jnp.all(jnp.isfinite(start))
-    return starts.at[-1].set(jnp.where(given, start, starts[-1]))
-
-
 def _chaos_guess_stage(p: Point, hint, start) -> Float[Array, "guesses 2"]:
     """Starts (delta_inf of the first population, q) for each kappa guess: the coarse
     guess, or `start` for the hint where it is finite. A program of its own: points
     that start from a converged neighbour (most of a grid) skip it."""
-    return _guess_starts(p, hint, start, 41)
-
-
-def _chaos_fine_guess_stage(p: Point, hint, start) -> Float[Array, "guesses 2"]:
-    """As `_chaos_guess_stage` on the point's own rule: the last retry of points whose
-    solves failed (compiled only where some did)."""
-    return _guess_starts(p, hint, start, None)
+    ks = _chaos_kappas(p, hint)
+    d_inf, log_q = jax.vmap(lambda k: chaos_guess(p, k, order=41))(ks)
+    L = jax.vmap(lambda k: stats(p, k).L[0])(ks)
+    starts = jnp.stack([d_inf + L, jnp.exp(log_q)], -1)
+    given = jnp.all(jnp.isfinite(start))
+    return starts.at[-1].set(jnp.where(given, start, starts[-1]))
 
 
 def _chaos_entries(p: Point, hint, starts):
@@ -503,6 +493,8 @@ _QUEUE_ACCELERATOR = {"fixed": (65536, 8192), "chaos": (32768, 4096)}
 # Chaotic solves from coarse guesses on every _SEED_STRIDE-th grid point per axis; the
 # others start from a converged neighbour within two cells (`_neighbours`).
 _SEED_STRIDE = 4
+# q factors of the last retry's Newton starts (`_solve_chaotic`).
+_LADDER = 2.0 ** np.arange(-12, 1)
 # Fixed-point guesses stop at this Newton step unless their steps shrank tenfold: most
 # +-kappa guesses have no root (zero_mean 200^2: 155 000 of 280 000 ran to the cap).
 _FIXED_STALL = 5
@@ -539,21 +531,42 @@ def _chaos_pick(sol, tol, nonzero: bool):
 
 
 def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: bool,
-                   fine: bool = False):
+                   ladder: bool = False):
     """Chaotic solves at the points `index` from kappa `hints` and (delta_inf, q)
-    `starts` (NaN: the coarse guess, or with `fine` one on the point's own rule,
-    computed for those points only). Returns the picked solutions, whether each
-    converged, and each point's kappa tolerance."""
+    `starts` (NaN: the coarse guess, computed for those points only). Returns the picked
+    solutions, whether each converged, and each point's kappa tolerance.
+
+    With `ladder` (the last retry of failed points) Newton starts from the coarse guess
+    with q times each of `_LADDER`, as rows of their own: the coarse rule's error,
+    amplified by 1/q near the onset, can put q far enough off that Newton leaves the
+    root. The same compiled programs run; the first rung that converged is kept."""
     guesses = 1 if flat.rank == 1 else flat.rank + 1
     full = np.broadcast_to(starts[:, None, :], (index.size, guesses, 2)).copy()
-    need = np.nonzero((guesses > 1) | ~np.all(np.isfinite(starts), -1))[0]
+    need = np.nonzero((guesses > 1) | ~np.all(np.isfinite(starts), -1) | ladder)[0]
     if need.size:
         full[need] = _run(
-            _chaos_fine_guess_stage if fine else _chaos_guess_stage, flat, index[need],
-            (hints[need], starts[need]), (), n_dev, "retry" if fine else "chaos",
+            _chaos_guess_stage, flat, index[need], (hints[need], starts[need]), (), n_dev,
+            "chaos",
         )
+    if not ladder:
+        return _chaotic_newton(flat, index, hints, full, settings, n_dev, nonzero)
+    k = _LADDER.size
+    rows = np.repeat(np.arange(index.size), k)
+    full = full[rows]
+    delta0 = full[..., 0] + full[..., 1]  # kept: the coarse guess gets Delta0 roughly right
+    full[..., 1] = delta0 * np.tile(_LADDER, index.size)[:, None]
+    full[..., 0] = delta0 - full[..., 1]
+    sol, found, tol = _chaotic_newton(flat, index[rows], hints[rows], full, settings, n_dev,
+                                      nonzero)
+    found = found.reshape(index.size, k)
+    pick = np.arange(index.size) * k + np.where(np.any(found, 1), np.argmax(found, 1), k // 2)
+    return jax.tree.map(lambda x: x[pick], sol), np.any(found, 1), tol[pick]
+
+
+def _chaotic_newton(flat: Point, index, hints, starts, settings, n_dev, nonzero: bool):
+    """`_solve_chaotic` from (delta_inf, q) `starts` for every kappa guess."""
     y, converged, _ = _run_queue(
-        _chaos_entries, chaos_residual, flat, index, (hints, full), settings, n_dev, "chaos"
+        _chaos_entries, chaos_residual, flat, index, (hints, starts), settings, n_dev, "chaos"
     )
     sol, tol = _run(
         _chaos_finish_stage, flat, index, (hints, y, converged), settings, n_dev, "chaos"
@@ -741,9 +754,9 @@ def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, th
         kappa = np.zeros((size, R), dtype)
         start = np.full((size, 2), np.nan, dtype)
 
-        def attempt(rows, h, s0, fine=False):
+        def attempt(rows, h, s0, ladder=False):
             nonlocal sol, found, tol
-            part = _solve_chaotic(flat, index[rows], h, s0, settings, n_dev, nonzero, fine)
+            part = _solve_chaotic(flat, index[rows], h, s0, settings, n_dev, nonzero, ladder)
             if sol is None:
                 sol = jax.tree.map(lambda x: np.repeat(x[:1], n, 0), part[0])
             sol, found, tol = _patch((sol, found, tol), rows, part)
@@ -781,7 +794,7 @@ def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, th
             attempt(bad[nb >= 0], kappa[nb[nb >= 0]], start[nb[nb >= 0]])
         bad = np.nonzero(~found)[0]
         if bad.size:  # last: guesses on the points' own rule
-            attempt(bad, hints[bad], no_start[bad], fine=True)
+            attempt(bad, hints[bad], no_start[bad], ladder=True)
         return sol, found, tol
 
     zero_root, keys = _random_field_keys(flat)
@@ -805,7 +818,7 @@ def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, th
         if not np.all(ok):  # guesses on the points' own rule
             bad = np.nonzero(~ok)[0]
             part = _solve_chaotic(
-                no_n, reps[bad], *(x[bad] for x in held), settings, n_dev, False, fine=True
+                no_n, reps[bad], *(x[bad] for x in held), settings, n_dev, False, ladder=True
             )
             zero, ok = _patch((zero, ok), bad, part[:2])
         with np.errstate(invalid="ignore"):
