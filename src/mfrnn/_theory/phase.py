@@ -317,9 +317,9 @@ _SMALL = contextvars.ContextVar("small_grid", default=False)
 # Points per compiled call of a stage without Newton loops (those run in queues). On
 # CPU the chaotic guesses waste most on padding in large chunks (their calls are small
 # and each point costs ~1 ms), while the static stages pay a call's overhead in small
-# ones (256 points a call: 3x slower than 2048). Retries are few.
-_CHUNK = {"cpu": {"static": 2048, "chaos": 32, "retry": 8}}
-_CHUNK_ACCELERATOR = {"static": 4096, "chaos": 4096, "retry": 4096}
+# ones (256 points a call: 3x slower than 2048).
+_CHUNK = {"cpu": {"static": 2048, "chaos": 32}}
+_CHUNK_ACCELERATOR = {"static": 4096, "chaos": 4096}
 
 
 def _run(fn, flat: Point, index, extra=(), settings=(), n_dev=1, kind="static"):
@@ -793,7 +793,7 @@ def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, th
                 break
             attempt(bad[nb >= 0], kappa[nb[nb >= 0]], start[nb[nb >= 0]])
         bad = np.nonzero(~found)[0]
-        if bad.size:  # last: guesses on the points' own rule
+        if bad.size:  # last: a ladder of starts (`_solve_chaotic`)
             attempt(bad, hints[bad], no_start[bad], ladder=True)
         return sol, found, tol
 
@@ -815,7 +815,7 @@ def _phase_diagram(flat, batch, size, rtol, atol, max_steps, shard, progress, th
         reps = shared[first]
         held = (np.full((reps.size, R), np.nan, dtype), np.full((reps.size, 2), np.nan, dtype))
         zero, ok, _ = _solve_chaotic(no_n, reps, *held, settings, n_dev, nonzero=False)
-        if not np.all(ok):  # guesses on the points' own rule
+        if not np.all(ok):  # a ladder of starts (`_solve_chaotic`)
             bad = np.nonzero(~ok)[0]
             part = _solve_chaotic(
                 no_n, reps[bad], *(x[bad] for x in held), settings, n_dev, False, ladder=True
