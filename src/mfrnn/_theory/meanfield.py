@@ -490,7 +490,7 @@ def fixed_point_result(p: Point, y, converged, nonzero, rtol, atol) -> LowRankSo
     )
 
 
-def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8, order: int | None = 41):
+def chaos_guess(p: Point, kappa0, scan: int = 9, steps: int = 8, order: int | None = 41):
     """(D_inf, log q) with kappa held at its guess, on a rule of at most `order` nodes
     (None: the point's own). Above onset the
     energy balance / q^2 is > 0 as q -> 0 and -> -inf as q grows; the chaotic q is its
@@ -511,7 +511,8 @@ def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8, order: int | N
         step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
         return jnp.clip(d - step, 0.0, d_max)
 
-    lo, hi = jnp.log(1e-4 * scale), jnp.log(1e3 * scale)
+    # q < Delta0, a few times the scale at most: the grid's top at 10 scale.
+    lo, hi = jnp.log(1e-4 * scale), jnp.log(10.0 * scale)
     spacing = (hi - lo) / (scan - 1)
 
     # One loop body for the downward scan and the bisection (each copy of the averages
@@ -521,9 +522,10 @@ def chaos_guess(p: Point, kappa0, scan: int = 12, steps: int = 8, order: int | N
         d, found, lo_, hi_ = carry
         log_q = jnp.where(i < scan, hi - i * spacing, 0.5 * (lo_ + hi_))
         q = jnp.exp(log_q)
-        # At small q an unconverged D_inf dominates the energy / q^2: converge it. The
-        # first point (the top of the grid) gets more steps from its cold start.
-        n = jnp.where(i == 0, 12, 3)
+        # At small q an unconverged D_inf dominates the energy / q^2: keep it close
+        # (two Newton steps from the last q's). The first point (the top of the grid)
+        # gets more from its cold start.
+        n = jnp.where(i == 0, 12, 2)
         d = jax.lax.fori_loop(0, n, lambda _, x: inf_newton(x, q), d)
         up = potential_gap(p, st, d, q, False)[0] > 0  # decreasing: the root lies above
         scanning = i < scan
