@@ -27,6 +27,7 @@ from .._solution import (
     RESULTS,
     vmap_batch,
 )
+from .guesses import chaotic_q_guess
 
 
 def _check_ensemble(ensemble) -> None:
@@ -108,13 +109,9 @@ def _inf_residual(d_inf, args):
     return d_inf - g**2 * phi.gaussian_correlation(b, d_inf + q, d_inf) - s2
 
 
-def _chaos_guess(args, d_static, scan: int = 12, steps: int = 8):
-    """Initial (Delta_inf, q) for the chaotic Newton solve, not differentiated (the
-    Newton polish carries the gradient). The energy balance / q^2 with Delta_inf
-    eliminated is > 0 as q -> 0 above onset and -> -inf as q grows: scan log q
-    downwards for the first positive value, then bisect that bracket. Delta_inf follows
-    by Newton steps warm-started along the way. One fixed-length loop body, no nested
-    root finds: this guess is most of a single point's tracing and compile time."""
+def _chaos_guess(args, d_static):
+    """Initial (Delta_inf, q) for the chaotic Newton solve (`chaotic_q_guess`): the
+    energy balance / q^2 with Delta_inf eliminated by Newton steps along the way."""
     g, b, s2, phi = args
     scale = 1.0 + d_static + g**2
     d_max = 10.0 * scale
@@ -125,25 +122,12 @@ def _chaos_guess(args, d_static, scan: int = 12, steps: int = 8):
         step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
         return jnp.clip(d - step, 0.0, d_max)
 
-    lo, hi = jnp.log(1e-4 * scale), jnp.log(1e3 * scale)
-    spacing = (hi - lo) / (scan - 1)
-
-    def body(carry, i):
-        d, found, lo_, hi_ = carry
-        log_q = jnp.where(i < scan, hi - i * spacing, 0.5 * (lo_ + hi_))
-        q = jnp.exp(log_q)
-        # The first point (the top of the grid) gets more steps from its start.
-        d = jax.lax.fori_loop(0, jnp.where(i == 0, 12, 3), lambda _, x: inf_newton(x, q), d)
-        up = _chaos_residual(jnp.stack([d, log_q]), args)[1] > 0  # the root lies above
-        scanning = i < scan
-        first = scanning & up & ~found
-        lo_ = jnp.where(first, log_q, jnp.where(scanning | ~up, lo_, log_q))
-        hi_ = jnp.where(first, log_q + spacing, jnp.where(scanning | up, hi_, log_q))
-        return (d, found | first, lo_, hi_), None
-
-    carry = (d_static, jnp.asarray(False), lo, lo)
-    (d, _, lo, hi), _ = jax.lax.scan(body, carry, jnp.arange(scan + steps))
-    return d, jnp.exp(0.5 * (lo + hi))
+    balance = lambda d, log_q: _chaos_residual(jnp.stack([d, log_q]), args)[1]
+    d, log_q = chaotic_q_guess(
+        balance, inf_newton, d_static, jnp.log(1e-4 * scale), jnp.log(1e3 * scale),
+        scan=12, steps=8, newton_steps=3,
+    )
+    return d, jnp.exp(log_q)
 
 
 # Quadrature order of the rule the chaotic initial guess is found with (a 5x coarser

@@ -48,6 +48,7 @@ from .._solution import (
 )
 from .branches import Branch
 from .eigen import hurwitz_stable, small_eigvals
+from .guesses import chaotic_q_guess
 
 
 # ----------------------------------------------------------------------------------
@@ -490,15 +491,9 @@ def fixed_point_result(p: Point, y, converged, nonzero, rtol, atol) -> LowRankSo
     )
 
 
-def chaos_guess(p: Point, kappa0, scan: int = 9, steps: int = 8, order: int | None = 41):
+def chaos_guess(p: Point, kappa0, order: int | None = 41):
     """(D_inf, log q) with kappa held at its guess, on a rule of at most `order` nodes
-    (None: the point's own). Above onset the
-    energy balance / q^2 is > 0 as q -> 0 and -> -inf as q grows; the chaotic q is its
-    largest sign change. At small q the balance is a difference of nearly equal
-    averages divided by q^2, so a rule's error can flip its sign there: scan q
-    downwards on a log grid for the first positive value, then bisect that bracket.
-    D_inf follows by Newton steps warm-started along the way (fixed-length scans: no
-    nested loops)."""
+    (None: the point's own), from the energy balance (`chaotic_q_guess`)."""
     p = jax.lax.stop_gradient(p if order is None else coarse(p, order))
     kappa0 = jax.lax.stop_gradient(kappa0)
     st = stats(p, kappa0)
@@ -511,32 +506,13 @@ def chaos_guess(p: Point, kappa0, scan: int = 9, steps: int = 8, order: int | No
         step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
         return jnp.clip(d - step, 0.0, d_max)
 
-    # q < Delta0, a few times the scale at most: the grid's top at 10 scale.
-    lo, hi = jnp.log(1e-4 * scale), jnp.log(10.0 * scale)
-    spacing = (hi - lo) / (scan - 1)
-
-    # One loop body for the downward scan and the bisection (each copy of the averages
-    # costs compile time): step i < scan tries q on the grid from the top, then bisects
-    # the bracket [log q, log q + spacing] of the first positive value.
-    def body(carry, i):
-        d, found, lo_, hi_ = carry
-        log_q = jnp.where(i < scan, hi - i * spacing, 0.5 * (lo_ + hi_))
-        q = jnp.exp(log_q)
-        # At small q an unconverged D_inf dominates the energy / q^2: keep it close
-        # (two Newton steps from the last q's). The first point (the top of the grid)
-        # gets more from its cold start.
-        n = jnp.where(i == 0, 12, 2)
-        d = jax.lax.fori_loop(0, n, lambda _, x: inf_newton(x, q), d)
-        up = potential_gap(p, st, d, q, False)[0] > 0  # decreasing: the root lies above
-        scanning = i < scan
-        first = scanning & up & ~found
-        lo_ = jnp.where(first, log_q, jnp.where(scanning, lo_, jnp.where(up, log_q, lo_)))
-        hi_ = jnp.where(first, log_q + spacing, jnp.where(scanning | up, hi_, log_q))
-        return (d, found | first, lo_, hi_), None
-
-    carry = (jnp.zeros_like(d_start), jnp.asarray(False), lo, lo)
-    (d, _, lo, hi), _ = jax.lax.scan(body, carry, jnp.arange(scan + steps))
-    return d, 0.5 * (lo + hi)
+    balance = lambda d, log_q: potential_gap(p, st, d, jnp.exp(log_q), False)[0]
+    # q < Delta0, a few times the scale at most: the grid's top at 10 scale. At small q
+    # an unconverged D_inf dominates the balance: two Newton steps per q keep it close.
+    return chaotic_q_guess(
+        balance, inf_newton, jnp.zeros_like(d_start), jnp.log(1e-4 * scale),
+        jnp.log(10.0 * scale), scan=9, steps=8, newton_steps=2,
+    )
 
 
 def _chaos_solution(p, kappa, d_inf, q, residual, ok) -> LowRankSolution:
