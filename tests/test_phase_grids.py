@@ -135,6 +135,18 @@ def test_positive_rates_near_onset():
     np.testing.assert_allclose(np.asarray(pd.delta0)[where][:, 0], scs.delta0, rtol=1e-3)
     q = np.asarray(pd.delta0 - pd.delta_inf)[where][:, 0]
     np.testing.assert_allclose(q, scs.delta0 - scs.delta_inf, rtol=2e-3)
+    # A single point's chaotic solve (its own code: a trust region and Newton from the
+    # coarse guess, then a ladder of q) finds the same states.
+    row = jnp.asarray(G[:, 0])
+    one = mfrnn.solve_lowrank(
+        mfrnn.LowRankEnsemble.rank_one(sigma_mn=0.3, sigma_m=2.0, sigma_n=3.0, g=row, phi=phi),
+        jnp.zeros((1, 1)), branch=mfrnn.Branch.chaotic,
+    )
+    scs = mfrnn.solve_dmft(mfrnn.GaussianEnsemble(row, phi=mfrnn.ShiftedTanh(1.0)))
+    np.testing.assert_allclose(np.asarray(one.delta0)[:, 0, 0], scs.delta0, rtol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(one.delta0 - one.delta_inf)[:, 0, 0], scs.delta0 - scs.delta_inf, rtol=2e-3
+    )
 
 
 def test_failed_cells_get_their_own_label_and_nan(capsys):

@@ -493,7 +493,8 @@ def fixed_point_result(p: Point, y, converged, nonzero, rtol, atol) -> LowRankSo
 
 def chaos_guess(p: Point, kappa0, order: int | None = 41):
     """(D_inf, log q) with kappa held at its guess, on a rule of at most `order` nodes
-    (None: the point's own), from the energy balance (`chaotic_q_guess`)."""
+    (None: the point's own), from the energy balance (`chaotic_q_guess`), and whether
+    the static state at kappa0 is unstable (bulk radius > 1: above onset)."""
     p = jax.lax.stop_gradient(p if order is None else coarse(p, order))
     kappa0 = jax.lax.stop_gradient(kappa0)
     st = stats(p, kappa0)
@@ -509,10 +510,14 @@ def chaos_guess(p: Point, kappa0, order: int | None = 41):
     balance = lambda d, log_q: potential_gap(p, st, d, jnp.exp(log_q), False)[0]
     # q < Delta0, a few times the scale at most: the grid's top at 10 scale. At small q
     # an unconverged D_inf dominates the balance: two Newton steps per q keep it close.
-    return chaotic_q_guess(
+    d, log_q = chaotic_q_guess(
         balance, inf_newton, jnp.zeros_like(d_start), jnp.log(1e-4 * scale),
         jnp.log(10.0 * scale), scan=9, steps=8, newton_steps=2,
     )
+    dphi2 = per_population(
+        lambda mu, v: p.phi.gaussian_second_moment(mu, v, "dphi"), st.mu, st.L + d_start
+    )
+    return d, log_q, p.g**2 * jnp.sum(p.fractions * dphi2) > 1.0
 
 
 def _chaos_solution(p, kappa, d_inf, q, residual, ok) -> LowRankSolution:
@@ -536,43 +541,79 @@ def _chaos_solution(p, kappa, d_inf, q, residual, ok) -> LowRankSolution:
     )
 
 
+# q / Delta0 of the fallback Newton starts of chaotic solves (`solve_chaos`, and the
+# phase diagram's last retry).
+LADDER = 2.0 ** np.arange(-12, 1)
+
+
 def solve_chaos(
     p: Point, kappa0, rtol, atol, max_steps, robust: bool = True, start=None
 ) -> LowRankSolution:
     """The chaotic state from the guess kappa0: a coarse-rule guess for (D_inf, q), with
     `robust` a trust region, then Newton. `start`: (delta_inf of the first population,
     q) of a converged neighbour, used instead of the guess where finite (near onset,
-    where q is small, the guess is least accurate)."""
+    where q is small, the guess is least accurate).
+
+    Where Newton fails above onset from kappa0 = 0, it starts again from the guess's
+    Delta0 with q / Delta0 on `LADDER`, one rung after another until one converges: the
+    coarse rule's error, amplified by 1/q near onset with a large static variance
+    (positive rates), can put the guessed q orders of magnitude off. A last Newton solve
+    from the root found carries the implicit gradient."""
     nonzero = jnp.any(kappa0 != 0)
-    d_inf0, log_q0 = chaos_guess(p, kappa0)
+    kappa0 = jax.lax.stop_gradient(kappa0)
+    d_inf0, log_q0, above = chaos_guess(p, kappa0)
+    delta0 = d_inf0 + jnp.exp(log_q0)
     if start is not None:
         delta_inf, q = start
         use = jnp.isfinite(delta_inf) & jnp.isfinite(q) & (q > 0)
-        d_start = delta_inf - stats(p, jax.lax.stop_gradient(kappa0)).L[0]
+        d_start = delta_inf - stats(p, kappa0).L[0]
         d_inf0 = jnp.where(use, d_start, d_inf0)
         log_q0 = jnp.where(use, jnp.log(jnp.where(use, q, 1.0)), log_q0)
-    y0 = jnp.concatenate([jax.lax.stop_gradient(kappa0), jnp.stack([d_inf0, log_q0])])
+    y0 = jnp.concatenate([kappa0, jnp.stack([d_inf0, log_q0])])
     if robust:
         y0 = trust_region(chaos_residual, y0, (p, nonzero))
-    sol = newton(chaos_residual, y0, (p, nonzero), rtol, atol, max_steps)
+    frozen = jax.lax.stop_gradient((p, nonzero))
+
+    def solve(y, steps):
+        sol = newton(chaos_residual, y, frozen, rtol, atol, steps)
+        r = chaos_residual(sol.value, frozen)
+        converged = sol.result == optx.RESULTS.successful
+        return sol.value, chaos_ok(frozen[0], sol.value, r, converged, nonzero, atol)
+
+    def rung(carry):
+        k, y, _ = carry
+        q = delta0 * jnp.asarray(LADDER, delta0.dtype)[k]
+        start_k = jnp.concatenate([kappa0, jnp.stack([delta0 - q, jnp.log(q)])])
+        y_k, ok = solve(start_k, min(max_steps, QUICK_NEWTON_STEPS))
+        return k + 1, jnp.where(ok, y_k, y), ok
+
+    retry = lambda carry: (carry[0] < LADDER.size) & ~carry[2] & above & ~nonzero
+    _, y, _ = jax.lax.while_loop(retry, rung, (0, *solve(y0, max_steps)))
+    sol = newton(chaos_residual, jax.lax.stop_gradient(y), (p, nonzero), rtol, atol, max_steps)
     return chaos_result(p, sol.value, sol.result == optx.RESULTS.successful, nonzero, atol)
 
 
-def chaos_result(p: Point, y, converged, nonzero, atol) -> LowRankSolution:
-    """The chaotic state at the Newton iterate y = (kappa, D_inf, log q), with its
-    checks: `converged` (Newton's verdict), non-negative D_inf, kappa != 0 on a
-    nonzero branch, and q clear of 0."""
+def chaos_ok(p: Point, y, r, converged, nonzero, atol):
+    """Whether the Newton iterate y = (kappa, D_inf, log q), with residual r, is a
+    chaotic state: `converged` (Newton's verdict), finite, non-negative D_inf, kappa != 0
+    on a nonzero branch, and q clear of 0."""
     R = p.rank
     kappa, d_inf, q = y[:R], y[R], jnp.exp(y[R + 1])
-    r = chaos_residual(y, (p, nonzero))
-    residual = jnp.max(jnp.abs(r))
     ok = converged & jnp.all(jnp.isfinite(y))
     ok = ok & (d_inf >= -atol) & ~(nonzero & (jnp.sum(kappa**2) < 1e-12))
     # q -> 0 is the static root in disguise: D_inf's equation holds only to O(q) there,
     # and -V'(D_inf) / q stays O(1) (g^2 <phi'^2> - 1) / 2 in the balance. At a chaotic
     # root it is the Newton tolerance over q.
-    ok = ok & (q > 1e-10 * (1.0 + jnp.abs(d_inf))) & (jnp.abs(r[R]) <= 1e-2 * q)
-    return _chaos_solution(p, kappa, d_inf, q, residual, ok)
+    return ok & (q > 1e-10 * (1.0 + jnp.abs(d_inf))) & (jnp.abs(r[R]) <= 1e-2 * q)
+
+
+def chaos_result(p: Point, y, converged, nonzero, atol) -> LowRankSolution:
+    """The chaotic state at the Newton iterate y = (kappa, D_inf, log q), with its
+    checks (`chaos_ok`)."""
+    R = p.rank
+    r = chaos_residual(y, (p, nonzero))
+    ok = chaos_ok(p, y, r, converged, nonzero, atol)
+    return _chaos_solution(p, y[:R], y[R], jnp.exp(y[R + 1]), jnp.max(jnp.abs(r)), ok)
 
 
 def zero_chaos_solution(p: Point, d_inf, q, residual, ok) -> LowRankSolution:

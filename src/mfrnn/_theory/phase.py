@@ -57,6 +57,7 @@ from .meanfield import (
     points,
     fixed_point_result,
     fixed_point_start,
+    LADDER,
     QUICK_NEWTON_STEPS,
     static_linear_solver,
     static_residual,
@@ -232,7 +233,7 @@ def _chaos_guess_stage(p: Point, hint, start) -> Float[Array, "guesses 2"]:
     guess, or `start` for the hint where it is finite. A program of its own: points
     that start from a converged neighbour (most of a grid) skip it."""
     ks = _chaos_kappas(p, hint)
-    d_inf, log_q = jax.vmap(lambda k: chaos_guess(p, k, order=41))(ks)
+    d_inf, log_q, _ = jax.vmap(lambda k: chaos_guess(p, k, order=41))(ks)
     L = jax.vmap(lambda k: stats(p, k).L[0])(ks)
     starts = jnp.stack([d_inf + L, jnp.exp(log_q)], -1)
     given = jnp.all(jnp.isfinite(start))
@@ -493,8 +494,6 @@ _QUEUE_ACCELERATOR = {"fixed": (65536, 8192), "chaos": (32768, 4096)}
 # Chaotic solves from coarse guesses on every _SEED_STRIDE-th grid point per axis; the
 # others start from a converged neighbour within two cells (`_neighbours`).
 _SEED_STRIDE = 4
-# q factors of the last retry's Newton starts (`_solve_chaotic`).
-_LADDER = 2.0 ** np.arange(-12, 1)
 # Fixed-point guesses stop at this Newton step unless their steps shrank tenfold: most
 # +-kappa guesses have no root (zero_mean 200^2: 155 000 of 280 000 ran to the cap).
 _FIXED_STALL = 5
@@ -536,10 +535,10 @@ def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: 
     `starts` (NaN: the coarse guess, computed for those points only). Returns the picked
     solutions, whether each converged, and each point's kappa tolerance.
 
-    With `ladder` (the last retry of failed points) Newton starts from the coarse guess
-    with q times each of `_LADDER`, as rows of their own: the coarse rule's error,
-    amplified by 1/q near the onset, can put q far enough off that Newton leaves the
-    root. The same compiled programs run; the first rung that converged is kept."""
+    With `ladder` (the last retry of failed points) Newton starts from the coarse
+    guess's Delta0 with q / Delta0 on `LADDER`, as rows of their own: the coarse rule's
+    error, amplified by 1/q near the onset, can put q far enough off that Newton leaves
+    the root. The same compiled programs run; the first rung that converged is kept."""
     guesses = 1 if flat.rank == 1 else flat.rank + 1
     full = np.broadcast_to(starts[:, None, :], (index.size, guesses, 2)).copy()
     need = np.nonzero((guesses > 1) | ~np.all(np.isfinite(starts), -1) | ladder)[0]
@@ -550,11 +549,11 @@ def _solve_chaotic(flat: Point, index, hints, starts, settings, n_dev, nonzero: 
         )
     if not ladder:
         return _chaotic_newton(flat, index, hints, full, settings, n_dev, nonzero)
-    k = _LADDER.size
+    k = LADDER.size
     rows = np.repeat(np.arange(index.size), k)
     full = full[rows]
     delta0 = full[..., 0] + full[..., 1]  # kept: the coarse guess gets Delta0 roughly right
-    full[..., 1] = delta0 * np.tile(_LADDER, index.size)[:, None]
+    full[..., 1] = delta0 * np.tile(LADDER, index.size)[:, None]
     full[..., 0] = delta0 - full[..., 1]
     sol, found, tol = _chaotic_newton(flat, index[rows], hints[rows], full, settings, n_dev,
                                       nonzero)
