@@ -27,7 +27,7 @@ from .._solution import (
     RESULTS,
     vmap_batch,
 )
-from .guesses import chaotic_q_guess
+from .guesses import bisection, chaotic_q_guess, newton_step
 
 
 def _check_ensemble(ensemble) -> None:
@@ -79,21 +79,13 @@ def _static_branch(args, rtol, atol, max_steps):
     k = jnp.argmax(positive)
     lower = jnp.where(k == 0, jax.lax.stop_gradient(s2), grid[jnp.maximum(k - 1, 0)])
     upper = grid[k]
-    # Narrowed by 24 bisections (the bracket is 12 % wide: to ~1e-8) in a plain loop,
-    # not differentiated: cheaper to trace than a root find.
+    # Narrowed by 24 bisections (the bracket is 12 % wide: to ~1e-8).
     frozen = jax.lax.stop_gradient(args)
-
-    def bisect(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        up = _static_residual(mid, frozen) > 0
-        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
-
-    lo, hi = jax.lax.fori_loop(0, 24, bisect, (lower, upper))
+    coarse = bisection(lambda d: _static_residual(d, frozen), lower, upper, 24)
     fine = optx.root_find(
         _static_residual,
         optx.Newton(rtol, atol),
-        0.5 * (lo + hi),
+        coarse,
         args=args,
         options=dict(lower=lower, upper=upper),
         max_steps=max_steps,
@@ -117,10 +109,7 @@ def _chaos_guess(args, d_static):
     d_max = 10.0 * scale
 
     def inf_newton(d, q):
-        residual = lambda x: _inf_residual(x, (g, b, s2, phi, q))
-        r, dr = jax.jvp(residual, (d,), (jnp.ones_like(d),))
-        step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
-        return jnp.clip(d - step, 0.0, d_max)
+        return newton_step(lambda x: _inf_residual(x, (g, b, s2, phi, q)), d, d_max)
 
     balance = lambda d, log_q: _chaos_residual(jnp.stack([d, log_q]), args)[1]
     d, log_q = chaotic_q_guess(

@@ -1,12 +1,34 @@
-"""Initial guesses for the chaotic solves: the temporal variance q from the energy
-balance, in plain fixed-length loops (cheap to trace and compile; not differentiated,
-the Newton solve that follows carries the gradient)."""
+"""Initial guesses for the theory's Newton solves, in plain fixed-length loops (cheap to
+trace and compile, unlike nested root finds; not differentiated: the Newton solve that
+follows carries the implicit gradient)."""
 
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array
+
+
+def bisection(fn: Callable[[Array], Array], lo: Array, hi: Array, steps: int) -> Array:
+    """The midpoint of [lo, hi] after `steps` bisections for the sign change of an
+    increasing `fn` (fn(lo) < 0 < fn(hi))."""
+
+    def halve(_, bracket):
+        lo_, hi_ = bracket
+        mid = 0.5 * (lo_ + hi_)
+        up = fn(mid) > 0
+        return jnp.where(up, lo_, mid), jnp.where(up, mid, hi_)
+
+    lo, hi = jax.lax.fori_loop(0, steps, halve, (lo, hi))
+    return 0.5 * (lo + hi)
+
+
+def newton_step(residual: Callable[[Array], Array], d: Array, upper: Array) -> Array:
+    """One Newton step for a scalar root of `residual` from d, clipped to [0, upper]; no
+    step where the slope is flat."""
+    r, dr = jax.jvp(residual, (d,), (jnp.ones_like(d),))
+    step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
+    return jnp.clip(d - step, 0.0, upper)
 
 
 def chaotic_q_guess(

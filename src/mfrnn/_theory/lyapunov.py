@@ -34,6 +34,7 @@ from .._solution import (
 from .._stepping import rk4_step
 from .autocorrelation import node_averages, profile_nodes, tau_half_from_nodes
 from .dmft import solve_dmft
+from .guesses import bisection
 
 
 class LyapunovSolution(eqx.Module):
@@ -127,15 +128,8 @@ def _lyapunov_single(g, b, s_I, phi, d0, d_inf, chaotic, bulk, averages, order, 
     # Newton polish then needs two steps instead of ~45 fine bisection steps.
     coarse = jax.lax.stop_gradient((*stages(max(steps // 8, 1)), k, tail_c))
 
-    def guess(target):  # 32 bisections (a plain loop: cheaper to trace than a root find)
-        def bisect(_, bracket):
-            lo, hi = bracket
-            mid = 0.5 * (lo + hi)
-            down = _theta_residual(mid, (*coarse, target)) < 0  # theta(0) decreases with E
-            return jnp.where(down, lo, mid), jnp.where(down, mid, hi)
-
-        lo, hi = jax.lax.fori_loop(0, 32, bisect, (lower, upper))
-        return 0.5 * (lo + hi)
+    def guess(target):  # theta(0) decreases with E
+        return bisection(lambda e: -_theta_residual(e, (*coarse, target)), lower, upper, 32)
 
     def polish(target, e_guess):
         return optx.root_find(

@@ -48,7 +48,7 @@ from .._solution import (
 )
 from .branches import Branch
 from .eigen import hurwitz_stable, small_eigvals
-from .guesses import chaotic_q_guess
+from .guesses import chaotic_q_guess, newton_step
 
 
 # ----------------------------------------------------------------------------------
@@ -503,9 +503,7 @@ def chaos_guess(p: Point, kappa0, order: int | None = 41):
     d_max = 10.0 * scale
 
     def inf_newton(d, q):
-        r, dr = jax.jvp(lambda x: inf_residual(p, st, x, q), (d,), (jnp.ones_like(d),))
-        step = jnp.where(jnp.abs(dr) > 1e-3, r / jnp.where(dr == 0, 1.0, dr), 0.0)
-        return jnp.clip(d - step, 0.0, d_max)
+        return newton_step(lambda x: inf_residual(p, st, x, q), d, d_max)
 
     balance = lambda d, log_q: potential_gap(p, st, d, jnp.exp(log_q), False)[0]
     # q < Delta0, a few times the scale at most: the grid's top at 10 scale. At small q
