@@ -26,13 +26,16 @@ programs that only draw trials at -O0 (threefry at -O2 compiles for seconds), th
 training steps at -O1 (as fast as -O2 here, compiled faster).
 """
 
+import base64
 import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import pathlib
+import pickle
 import platform
 import sys
 import threading
@@ -61,7 +64,7 @@ PROGRAMS = {
     "sample": (sample_batches, 0),
     "train": (train_steps, 1),
 }
-_FORMAT = 1  # of the stored programs and of the identity; bump when either changes
+_FORMAT = 2  # of the stored programs and of the identity; bump when either changes
 _MAGIC = b"MFRNN-PROGRAM-1\n"  # then the header's length, the header, the zlib payload
 _FOLDER = "mfrnn-programs"
 _LOOP_ONLY = ("n_steps", "eval_every", "checkpoint_every", "target_accuracy", "target_loss")
@@ -207,9 +210,45 @@ def _path(folder, ident) -> pathlib.Path:
     return pathlib.Path(folder) / _FOLDER / f"{ident}.program"
 
 
+# Sentinels that pytrees compare by identity (equinox's MISSING, in a Module's node
+# data): pickled by name, so that a tree read back equals the one the code builds.
+_SENTINELS = (("equinox._module._flatten", "MISSING"),)
+
+
+class _TreePickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        for module, name in _SENTINELS:
+            if module in sys.modules and obj is getattr(sys.modules[module], name, None):
+                return module, name
+        return None
+
+
+class _TreeUnpickler(pickle.Unpickler):
+    def persistent_load(self, pid):
+        module, name = pid
+        return getattr(sys.modules[module], name)
+
+
+def _tree_text(tree) -> str | None:
+    """An output tree as text that `_tree` reads back equal to it, or None."""
+    buffer = io.BytesIO()
+    try:
+        _TreePickler(buffer).dump(tree)
+        if _TreeUnpickler(io.BytesIO(buffer.getvalue())).load() != tree:
+            return None
+    except Exception:
+        return None
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _tree(text: str):
+    return _TreeUnpickler(io.BytesIO(base64.b64decode(text))).load()
+
+
 def _store(folder, ident, compiled) -> None:
     """Write a compiled program to the cache folder (atomically; skipped when the
-    executable cannot be serialised)."""
+    executable cannot be serialised), with its output tree where that can be stored
+    (a later process then loads it without tracing anything)."""
     from jax.experimental.serialize_executable import serialize
 
     try:
@@ -219,7 +258,8 @@ def _store(folder, ident, compiled) -> None:
     n_in = in_tree.num_leaves
     if str(in_tree) != str(_in_tree(n_in)):
         return
-    header = json.dumps(dict(ident=ident, n_in=n_in, out_tree=str(out_tree))).encode()
+    header = json.dumps(dict(ident=ident, n_in=n_in, out_tree=str(out_tree),
+                             tree=_tree_text(out_tree))).encode()
     path = _path(folder, ident)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -232,9 +272,9 @@ def _store(folder, ident, compiled) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _load(folder, ident, out_tree) -> Program | None:
+def _load(folder, ident, out_tree=None) -> Program | None:
     """The program stored under `ident`, if there is one whose outputs have the tree
-    `out_tree`."""
+    `out_tree`; without `out_tree`, one that was stored with its tree."""
     from jax.experimental.serialize_executable import deserialize_and_load
 
     path = _path(folder, ident)
@@ -248,6 +288,8 @@ def _load(folder, ident, out_tree) -> Program | None:
         start_at = len(_MAGIC) + 8
         size = int.from_bytes(data[len(_MAGIC):start_at], "little")
         header = json.loads(data[start_at:start_at + size])
+        if out_tree is None and header["tree"] is not None:
+            out_tree = _tree(header["tree"])
         if header["ident"] != ident or header["out_tree"] != str(out_tree):
             return None
         payload = zlib.decompress(data[start_at + size:])
@@ -256,6 +298,17 @@ def _load(folder, ident, out_tree) -> Program | None:
         return None
     jax.monitoring.record_event(PROGRAM_HIT_EVENT)
     return Program(compiled, None)
+
+
+def _load_all(folder, files, trees=None) -> dict[str, Program]:
+    """The programs `files` (name -> identity) found in the folder, read at once
+    (deserialising an executable releases the GIL); `trees`: their output trees, else
+    those stored with them."""
+    names = list(files)
+    with ThreadPoolExecutor(len(names)) as pool:
+        programs = pool.map(lambda name: _load(folder, files[name], trees and trees[name]),
+                            names)
+        return {name: p for name, p in zip(names, programs) if p is not None}
 
 
 def _remember(ident, program) -> None:
@@ -282,26 +335,32 @@ def run_programs(task, spec, config, key, n_seeds, trainable, optim=None, n_chun
         memory[name], files[name] = identity(name, task, spec, config, key, n_seeds, n_chunk)
     with _LOCK:
         found = {name: _MEMORY[memory[name]] for name in names if memory[name] in _MEMORY}
+    folder = persistent_cache_folder()
+    ours = folder is not None and all(files[name] is not None for name in names)
+    if ours and len(found) < len(names):
+        # Programs stored with their output trees: nothing is traced.
+        found |= _load_all(folder, {name: files[name] for name in names if name not in found})
+        for name in found:
+            _remember(memory[name], found[name])
     if len(found) == len(names):
         return found
     start_args = (task, spec, config, key, n_seeds, trainable)
     eval_args = (key, task, config)
     models, opt_states, keys = output_shapes(start, *start_args)
     eval_key, eval_batch = output_shapes(evaluation_batch, *eval_args)
-    folder = persistent_cache_folder()
-    ours = folder is not None and all(files[name] is not None for name in names)
     if ours:
-        # Output trees (a stored program is checked against them): the training batches
-        # are the evaluation batch's kind; the steps return the members, the mean
-        # training loss and the evaluation's loss, accuracy and per-trial correctness.
+        # Output trees (a stored program without its own is checked against them): the
+        # training batches are the evaluation batch's kind; the steps return the
+        # members, the mean training loss and the evaluation's loss, accuracy and
+        # per-trial correctness.
         trees = dict(start=(models, opt_states, keys), evaluation=(eval_key, eval_batch),
                      sample=eval_batch, train=(models, opt_states, 0, (0, 0, 0)))
-        for name in names:
-            if name not in found:
-                program = _load(folder, files[name], jtu.tree_structure(trees[name]))
-                if program is not None:
-                    found[name] = program
-                    _remember(memory[name], program)
+        missing = {name: files[name] for name in names if name not in found}
+        for name, program in _load_all(
+            folder, missing, {name: jtu.tree_structure(trees[name]) for name in missing}
+        ).items():
+            found[name] = program
+            _remember(memory[name], program)
     missing = [name for name in names if name not in found]
     if not missing:
         return found
