@@ -34,14 +34,42 @@ def _rows(f, x):
     return jax.vmap(f)(flat).reshape(x.shape[:-1] + (-1,))
 
 
-def _external(model, u, x):
+def _plain_project(u, W_in):
+    """W_in u_k for every (step, trial) row of u (steps, batch, n_in)."""
+    return jnp.einsum("tbi,ni->tbn", u, W_in, precision=lax.Precision.HIGHEST)
+
+
+@jax.custom_vjp
+def _project(u, W_in):
+    """`_plain_project`, with the reverse-mode derivative computed the cheaper way."""
+    return _plain_project(u, W_in)
+
+
+def _project_fwd(u, W_in):
+    return _project(u, W_in), (u, W_in)
+
+
+def _project_bwd(res, g):
+    u, W_in = res
+    # The barrier keeps the (n_in, n) product: folded into the transpose, XLA would
+    # transpose the (rows, n) cotangent instead, a pass over the whole of it.
+    dW = lax.optimization_barrier(
+        jnp.einsum("tbi,tbn->in", u, g, precision=lax.Precision.HIGHEST)).T
+    du = jnp.einsum("tbn,ni->tbi", g, W_in, precision=lax.Precision.HIGHEST)
+    return du, dW
+
+
+_project.defvjp(_project_fwd, _project_bwd)
+
+
+def _external(model, u, x, project=_project):
     """bias + W_in u_k for every (step, trial) of x: one product for all steps."""
     bias = jnp.broadcast_to(model.bias, x.shape)
     if u is None:
         return bias
     if model.W_in is None:
         raise ValueError("An input signal was given but the network has no `W_in`.")
-    return bias + jnp.einsum("tbi,ni->tbn", u, model.W_in, precision=lax.Precision.HIGHEST)
+    return bias + project(u, model.W_in)
 
 
 def _noise_scale(model, dt, noise_std):
@@ -126,7 +154,8 @@ def euler_readout(model, u, dt, x0, *, keys=None, noise_std=0.0):
 
     def step(x, inputs):
         k, u_k = inputs
-        ext = _external(model, None if u_k is None else u_k[None], x[None])[0]
+        # The plain product: an evaluation may be differentiated in forward mode.
+        ext = _external(model, None if u_k is None else u_k[None], x[None], _plain_project)[0]
         x = x + alpha * (-x + _rows(model.recurrent, model.phi(x)) + ext)
         if keys is not None:
             xi = jax.vmap(lambda key: jr.normal(jr.fold_in(key, k), x.shape[-1:], x.dtype))(keys)
