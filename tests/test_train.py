@@ -1,6 +1,7 @@
 """Training mechanics: Dale's law, diffrax vs scan, vmapped members, checkpoints that
 resume exactly (in-process and after a real SIGKILL), bad input."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -189,6 +190,31 @@ def test_eight_members_are_eight_single_member_runs():
         for a, b in zip(jax.tree.leaves(together.member(i)), jax.tree.leaves(alone.member(0))):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         assert np.max(np.abs(alone.member(0).m - together.member(0).m)) > 1e-3 or i == 0
+
+
+@pytest.mark.parametrize("spec", [mfrnn.NetworkSpec(n=16), mfrnn.NetworkSpec(n=16, rank=1, g=0.0)],
+                         ids=["dense", "rank1"])
+def test_members_done_early_keep_their_parameters(spec):
+    # Dense members run one after another and skip their steps once done; low-rank
+    # ones are vmapped and keep their values. Either way a member that reached the
+    # criterion is the single-member run of its key stopped at that step.
+    task = mfrnn.SetResetFlipFlop(first=40.0, pulse=40.0, gap=100.0, n_turns=2, grace=40.0)
+    config = mfrnn.TrainConfig(n_steps=60, batch_size=8, learning_rate=1e-2, eval_every=4,
+                               eval_batch=8, target_loss=0.05)
+    keys = jr.split(jr.key(7), 2)
+    together = mfrnn.fit(task, spec, config, n_seeds=2, key=keys)
+    steps = together.steps_to_criterion
+    assert None not in steps and steps[0] != steps[1]
+    first = int(np.argmin(steps))
+    late = [h[first] for h, s in zip(together.history["train_loss"], together.history["step"])
+            if s > steps[first]]
+    assert late and np.all(np.isnan(late))
+    for i in range(2):
+        # (Alone, member i would be scored on its own evaluation batch: stop it there.)
+        stop = dataclasses.replace(config, n_steps=steps[i], target_loss=None)
+        alone = mfrnn.fit(task, spec, stop, key=keys[i:i + 1])
+        for a, b in zip(jax.tree.leaves(together.member(i)), jax.tree.leaves(alone.member(0))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def _header(path):

@@ -18,7 +18,7 @@ class TrainResult:
     """What `fit` returns. `key`: the run's PRNG key (or keys, one per member);
     `models`: the members stacked along axis 0 (`member(i)` gives one network);
     `history`: per evaluation `step`, `loss` and `accuracy` (lists over members) and
-    `train_loss`; `steps_to_criterion[i]`: the step at which
+    `train_loss` (NaN for members already done); `steps_to_criterion[i]`: the step at which
     member i reached the target (None if it did not); `eval_correct`: per member and
     evaluation trial, whether the trial was correct at the last evaluation (NumPy;
     None before the first one and after `load_checkpoint`: it is not stored)."""

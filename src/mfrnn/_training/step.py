@@ -247,23 +247,31 @@ def _over_members(f, in_axes, *, sequential=False):
 def train_steps(models, opt_states, done, keys, step0, n_run, data, eval_key, eval_batch,
                 do_eval, task, config, filter_spec, optim):
     """`n_run` optimisation steps of every member from `step0` (members already `done`
-    keep their parameters and optimiser state), then, if `do_eval`, every member's
-    loss, accuracy and per-trial correctness on the evaluation batch."""
+    keep their parameters and optimiser state, and their training loss is NaN), then,
+    if `do_eval`, every member's loss, accuracy and per-trial correctness on the
+    evaluation batch."""
 
     sequential = _has_dense_matrix(models)
 
     def member_step(model, opt_state, is_done, key, step, batch):
-        params, static = eqx.partition(model, filter_spec)
-        k_noise = jr.split(jr.fold_in(key, step))[1] if config.noise_std > 0 else None
-        (loss, _), grads = eqx.filter_value_and_grad(training_loss, has_aux=True)(
-            params, static, task, config, batch, key=k_noise
-        )
-        updates, new_state = optim.update(grads, opt_state, params)
-        new_model = eqx.apply_updates(model, updates)
-        if isinstance(new_model, DaleNetwork):
-            new_model = new_model.project()
-        keep = lambda old, new: jnp.where(is_done, old, new) if eqx.is_array(old) else new
-        return jtu.tree_map(keep, model, new_model), jtu.tree_map(keep, opt_state, new_state), loss
+        def train(model, opt_state):
+            params, static = eqx.partition(model, filter_spec)
+            k_noise = jr.split(jr.fold_in(key, step))[1] if config.noise_std > 0 else None
+            (loss, _), grads = eqx.filter_value_and_grad(training_loss, has_aux=True)(
+                params, static, task, config, batch, key=k_noise
+            )
+            updates, new_state = optim.update(grads, opt_state, params)
+            new_model = eqx.apply_updates(model, updates)
+            if isinstance(new_model, DaleNetwork):
+                new_model = new_model.project()
+            return new_model, new_state, loss
+
+        def keep(model, opt_state):
+            return model, opt_state, jnp.full((), jnp.nan, jnp.dtype(config.dtype))
+
+        # Members mapped one after another skip the step once done; vmapped ones
+        # compute it and keep the old values (the cond becomes a select).
+        return lax.cond(is_done, keep, train, model, opt_state)
 
     def body(i, carry):
         models, opt_states, total = carry
