@@ -339,9 +339,10 @@ def run_programs(task, spec, config, key, n_seeds, trainable, optim=None, n_chun
     ours = folder is not None and all(files[name] is not None for name in names)
     if ours and len(found) < len(names):
         # Programs stored with their output trees: nothing is traced.
-        found |= _load_all(folder, {name: files[name] for name in names if name not in found})
-        for name in found:
-            _remember(memory[name], found[name])
+        loaded = _load_all(folder, {name: files[name] for name in names if name not in found})
+        for name, program in loaded.items():
+            found[name] = program
+            _remember(memory[name], program)
     if len(found) == len(names):
         return found
     start_args = (task, spec, config, key, n_seeds, trainable)
